@@ -1,0 +1,37 @@
+# SPDX-License-Identifier: GPL-2.0
+#
+# virtio-pmem in Rust: developer entry points (see README.md).
+#
+#   make setup           install the toolchain, QEMU and the Linux 7.3 source
+#   make test            build the guest kernel, run the static checks and all tests
+#   make kernel          build the guest kernel only (incremental)
+#   make check           static checks only (rustfmt, clippy, rustdoc, checkpatch)
+#   make run BOOT=name   run one boot of tests/plan
+#   make shell [BOOT=..] boot a guest with a shell on the console
+#   make fmt             format the project's Rust code
+
+BOOT ?=
+
+.PHONY: setup test kernel check run shell fmt
+
+setup:
+	scripts/setup.sh
+
+kernel:
+	scripts/build.sh
+
+check: kernel
+	scripts/check.sh
+
+test: check
+	scripts/run-tests.sh
+
+run: kernel
+	scripts/run-tests.sh $(BOOT)
+
+shell: kernel
+	scripts/run-tests.sh --shell $(BOOT)
+
+fmt:
+	/usr/bin/rustfmt --edition 2021 --config-path $${KERNEL_SRC:-$${XDG_CACHE_HOME:-$$HOME/.cache}/virtio-pmem-rs/linux-7.3}/.rustfmt.toml \
+		$$(awk '$$1 ~ /\.rs$$/ {print $$1}' kernel/files.map)

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Build the guest kernel with the project's in-tree code.
+#
+#   1. apply kernel/patches/*.patch to $KERNEL_SRC (idempotent),
+#   2. link the project's files to their in-tree homes (kernel/files.map),
+#   3. configure $KBUILD_OUT from tinyconfig + kernel/*.config and check that
+#      every requested option survived,
+#   4. make bzImage modules, install modules into $KBUILD_OUT/mods.
+#
+# Environment: KERNEL_SRC (a 7.3 tree; default: the one setup unpacked),
+# KBUILD_OUT (output dir), JOBS, EXTRA_MAKEFLAGS (e.g. CLIPPY=1).
+
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+[ -f "$KERNEL_SRC/Makefile" ] || die "no kernel tree at $KERNEL_SRC (run scripts/setup.sh or set KERNEL_SRC)"
+command -v "$TOOLS/bin/bindgen" >/dev/null || die "bindgen missing: run scripts/setup.sh"
+
+apply_patches() {
+	local p
+	for p in "$REPO"/kernel/patches/*.patch; do
+		[ -e "$p" ] || continue
+		if patch -d "$KERNEL_SRC" -p1 -R --dry-run -s -f < "$p" >/dev/null 2>&1; then
+			continue	# already applied
+		fi
+		log "patch: $(basename "$p")"
+		patch -d "$KERNEL_SRC" -p1 -N -s < "$p" ||
+			die "patch $(basename "$p") does not apply to $KERNEL_SRC"
+	done
+}
+
+# kernel/files.map: "<repo path> <in-tree path>" per line.
+link_files() {
+	local src dst
+	while read -r src dst; do
+		case "$src" in ''|'#'*) continue ;; esac
+		[ -e "$REPO/$src" ] || die "files.map: $src does not exist"
+		mkdir -p "$KERNEL_SRC/$(dirname "$dst")"
+		if [ "$(readlink "$KERNEL_SRC/$dst" 2>/dev/null)" != "$REPO/$src" ]; then
+			ln -sfn "$REPO/$src" "$KERNEL_SRC/$dst"
+		fi
+	done < "$REPO/kernel/files.map"
+}
+
+configure() {
+	local frags=("$REPO"/kernel/*.config)
+	local sum
+	sum=$(cat "${frags[@]}" | sha1sum | cut -d' ' -f1)
+	mkdir -p "$KBUILD_OUT"
+	if [ -f "$KBUILD_OUT/.config" ] && [ "$(cat "$KBUILD_OUT/.vpmem-config" 2>/dev/null)" = "$sum" ]; then
+		return
+	fi
+	log "config: tinyconfig + ${frags[*]##*/}"
+	kmake -s -C "$KERNEL_SRC" O="$KBUILD_OUT" tinyconfig >/dev/null
+	(cd "$KBUILD_OUT" && KCONFIG_CONFIG=.config \
+		"$KERNEL_SRC/scripts/kconfig/merge_config.sh" -m -O "$KBUILD_OUT" .config "${frags[@]}" >/dev/null)
+	kmake -s -C "$KERNEL_SRC" O="$KBUILD_OUT" olddefconfig >/dev/null
+	# Options drop out silently when a dependency is missing: check them all.
+	local line bad=0
+	while read -r line; do
+		case "$line" in CONFIG_*=[ym]|CONFIG_*=[0-9]*) ;; *) continue ;; esac
+		if ! grep -qx "$line" "$KBUILD_OUT/.config"; then
+			echo "config: requested $line, got: $(grep "^${line%%=*}=" "$KBUILD_OUT/.config" || echo 'not set')" >&2
+			bad=1
+		fi
+	done < <(cat "${frags[@]}")
+	[ $bad = 0 ] || die "kernel configuration lost requested options (see above)"
+	echo "$sum" > "$KBUILD_OUT/.vpmem-config"
+}
+
+build() {
+	local t0=$SECONDS
+	log "make: bzImage modules (-j$JOBS)"
+	kmake -s -C "$KERNEL_SRC" O="$KBUILD_OUT" -j"$JOBS" CLIPPY=1 ${EXTRA_MAKEFLAGS:-} bzImage modules 2>&1 | tee "$KBUILD_OUT/build.log"
+	rm -rf "$KBUILD_OUT/mods"
+	kmake -s -C "$KERNEL_SRC" O="$KBUILD_OUT" INSTALL_MOD_PATH="$KBUILD_OUT/mods" \
+		INSTALL_MOD_STRIP=1 modules_install >/dev/null
+	log "make: done in $((SECONDS - t0)) s"
+}
+
+case "${1:-all}" in
+prepare) apply_patches; link_files; configure ;;
+all) apply_patches; link_files; configure; build ;;
+*) die "usage: $0 [prepare|all]" ;;
+esac

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Static checks of the project's code, in the configured kernel tree:
+#   rustfmtcheck, a CLIPPY=1 rebuild of the project's Rust code with no warnings,
+#   rustdoc with no warnings, and checkpatch on the project's C, Rust and patches.
+# Needs a prepared tree (scripts/build.sh prepare, or a full build).
+
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+fail=0
+step() { log "check: $*"; }
+bad() { echo "check FAILED: $*" >&2; fail=1; }
+
+# Project Rust files, by their in-tree paths.
+mapfile -t rs_tree < <(awk '$1 ~ /\.rs$/ {print $2}' "$REPO/kernel/files.map")
+mapfile -t rs_repo < <(awk '$1 ~ /\.rs$/ {print $1}' "$REPO/kernel/files.map")
+
+step "rustfmt"
+if ! out=$(cd "$REPO" && /usr/bin/rustfmt --edition 2021 --check \
+		--config-path "$KERNEL_SRC/.rustfmt.toml" "${rs_repo[@]}" 2>&1); then
+	echo "$out" | head -40 >&2
+	bad "rustfmt: run 'make fmt'"
+fi
+
+step "CLIPPY=1 build of the project's Rust code"
+# Force the project's Rust objects to be rebuilt, so their warnings show again.
+rm -f "$KBUILD_OUT"/rust/kernel.o "$KBUILD_OUT"/drivers/nvdimm/virtio_pmem_rust/*.o \
+	"$KBUILD_OUT"/samples/rust/rust_driver_virtio.o
+log_file=$KBUILD_OUT/check-clippy.log
+if ! kmake -C "$KERNEL_SRC" O="$KBUILD_OUT" -j"$JOBS" CLIPPY=1 bzImage modules >"$log_file" 2>&1; then
+	tail -40 "$log_file" >&2
+	bad "CLIPPY=1 build failed"
+fi
+if grep -qE '^(warning|error)(\[|:)' "$log_file"; then
+	grep -E -A8 '^(warning|error)(\[|:)' "$log_file" | head -80 >&2
+	bad "clippy/rustc warnings (full log: $log_file)"
+fi
+
+step "rustdoc"
+log_file=$KBUILD_OUT/check-rustdoc.log
+if ! kmake -C "$KERNEL_SRC" O="$KBUILD_OUT" -j"$JOBS" rustdoc >"$log_file" 2>&1; then
+	tail -40 "$log_file" >&2
+	bad "rustdoc failed"
+elif grep -E -A8 '^(warning|error)(\[|:)' "$log_file" | grep -E 'virtio|nvdimm' >/dev/null; then
+	grep -E -A8 '^(warning|error)(\[|:)' "$log_file" | head -60 >&2
+	bad "rustdoc warnings in the project's code (full log: $log_file)"
+fi
+
+step "checkpatch"
+cp_opts=(--no-tree --quiet --strict --show-types --ignore SPDX_LICENSE_TAG,FILE_PATH_CHANGES,COMMIT_MESSAGE,GIT_COMMIT_ID,FROM_SIGN_OFF_MISMATCH,MISSING_SIGN_OFF,EMAIL_SUBJECT)
+mapfile -t c_files < <(cd "$REPO" && ls virtio/*.c nd_region/*.c tests/*.c tests/*.h 2>/dev/null)
+for f in "${c_files[@]}" "${rs_repo[@]}"; do
+	out=$(perl "$KERNEL_SRC/scripts/checkpatch.pl" "${cp_opts[@]}" -f "$REPO/$f" 2>&1) ||
+		{ echo "$out" >&2; bad "checkpatch: $f"; }
+done
+for p in "$REPO"/kernel/patches/*.patch; do
+	out=$(perl "$KERNEL_SRC/scripts/checkpatch.pl" "${cp_opts[@]}" "$p" 2>&1) ||
+		{ echo "$out" >&2; bad "checkpatch: $(basename "$p")"; }
+done
+
+[ $fail = 0 ] || die "static checks failed"
+log "check: all clean"

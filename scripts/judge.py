@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Judge a guest serial log.
+
+judge.py NAME LOG QEMU_RC SECONDS   print one result line per test case:
+                                    "PASS|FAIL|SKIP <boot>: <test>: <case>"
+judge.py --summary RESULTS          print "N passed, N failed, N skipped";
+                                    exit 1 if anything failed
+
+A boot also fails as a whole ("<boot>: guest") on a kernel report (Oops,
+BUG, WARNING, KASAN, lockdep, hung task, panic), a QEMU timeout, or a guest
+that did not reach its clean end.
+"""
+
+import re
+import sys
+
+# Kernel reports that fail a run, whatever the tests said.
+SPLATS = [
+    (re.compile(r"\bOops\b|general protection fault"), "Oops"),
+    (re.compile(r"\bBUG: |kernel BUG at"), "BUG"),
+    (re.compile(r"WARNING: .*(at|CPU: )|WARNING: possible|------------\[ cut here \]"), "WARNING"),
+    (re.compile(r"KASAN|UBSAN: "), "KASAN/UBSAN"),
+    (re.compile(r"possible (circular|recursive) locking|inconsistent lock state|"
+                r"possible irq lock inversion|lock held when returning|bad unlock balance|"
+                r"suspicious RCU usage|INFO: trying to register non-static key|"
+                r"BUG: sleeping function called"), "lockdep"),
+    (re.compile(r"blocked for more than \d+ seconds|hung_task"), "hung task"),
+    (re.compile(r"Kernel panic|kernel panic"), "panic"),
+    (re.compile(r"unreferenced object 0x"), "kmemleak"),
+    (re.compile(r"rust_panic|panicked at"), "Rust panic"),
+]
+
+TAP = re.compile(r"^(\s*)(not ok|ok) (\d+) (?:- )?([^#]*?)\s*(#\s*(SKIP|skip|TODO)\b.*)?$")
+TS = re.compile(r"^\[\s*\d+\.\d+\] ")
+
+
+def judge(name, path, qrc, secs):
+    try:
+        raw = open(path, errors="replace").read().splitlines()
+    except OSError:
+        raw = []
+    lines = [TS.sub("", l.rstrip("\r")) for l in raw]
+    out = []
+    bad = []
+    for l in lines:
+        for rx, what in SPLATS:
+            if rx.search(l):
+                bad.append(f"{what}: {l.strip()[:160]}")
+                break
+
+    # Test programs, framed by the guest init.
+    cur = None
+    seen = {}
+    plan = {}
+    for l in lines:
+        m = re.match(r"^VPMEM-BEGIN (\S+)", l)
+        if m:
+            cur = m.group(1)
+            seen[cur] = []
+            continue
+        m = re.match(r"^VPMEM-END (\S+) rc=(\d+)", l)
+        if m and cur:
+            rc = int(m.group(2))
+            n = len(seen[cur])
+            if n == 0 or rc != 0 and not any(r == "FAIL" for r, _ in seen[cur]):
+                seen[cur].append(("FAIL", f"exit status {rc}, {n} results"))
+            elif plan.get(cur) is not None and plan[cur] != n:
+                seen[cur].append(("FAIL", f"planned {plan[cur]} tests, saw {n}"))
+            cur = None
+            continue
+        if cur is None:
+            continue
+        m = re.match(r"^1\.\.(\d+)", l)
+        if m and plan.get(cur) is None:
+            plan[cur] = int(m.group(1))
+            continue
+        m = TAP.match(l)
+        if m and m.group(1) == "":
+            res = "FAIL" if m.group(2) == "not ok" else ("SKIP" if m.group(6) else "PASS")
+            seen[cur].append((res, m.group(4).strip() or m.group(3)))
+    for t, rs in seen.items():
+        for r, c in rs:
+            out.append(f"{r} {name}: {t}: {c}")
+
+    # KUnit: suites at one indent level, cases one deeper.
+    suite = None
+    for l in lines:
+        m = re.match(r"^\s+# Subtest: (\S+)", l)
+        if m:
+            suite = m.group(1)
+            continue
+        m = TAP.match(l)
+        if m and suite and len(m.group(1)) >= 4 and not l.startswith("VPMEM"):
+            res = "FAIL" if m.group(2) == "not ok" else ("SKIP" if m.group(6) else "PASS")
+            out.append(f"{res} {name}: kunit {suite}: {m.group(4).strip()}")
+
+    started = [l for l in lines if l.startswith("VPMEM-BEGIN")]
+    if qrc == 124 or qrc == 137:
+        bad.append(f"timeout after {secs} s")
+    elif "VPMEM-DONE" not in lines:
+        bad.append("guest did not reach its clean end (VPMEM-DONE)")
+    if any(l.startswith("VPMEM-ERROR") for l in lines):
+        bad += [l for l in lines if l.startswith("VPMEM-ERROR")]
+    missing = set(re.findall(r"vpmem\.tests=(\S*)", "\n".join(lines[:400]))[:1][0].split(",")
+                  if re.findall(r"vpmem\.tests=(\S*)", "\n".join(lines[:400])) else [])
+    missing -= set(seen)
+    missing.discard("")
+    for t in sorted(missing):
+        bad.append(f"test {t} never started")
+    if bad:
+        for b in bad[:10]:
+            out.append(f"FAIL {name}: guest: {b}")
+    else:
+        out.append(f"PASS {name}: guest: clean boot in {secs} s ({len(started)} programs)")
+    print("\n".join(out))
+
+
+def summary(path):
+    p = f = s = 0
+    for l in open(path):
+        if l.startswith("PASS "):
+            p += 1
+        elif l.startswith("FAIL "):
+            f += 1
+        elif l.startswith("SKIP "):
+            s += 1
+    for l in open(path):
+        if l.startswith("FAIL "):
+            print(l.rstrip())
+    print(f"{p} passed, {f} failed, {s} skipped")
+    return 1 if f or p == 0 else 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--summary":
+        sys.exit(summary(sys.argv[2]))
+    judge(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4])

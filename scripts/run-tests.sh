@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# Boot the guest kernel in QEMU against virtio-pmem devices and run the tests.
+#
+#   scripts/run-tests.sh [options] [BOOT...]
+#
+#   BOOT            boots from tests/plan to run (default: all)
+#   --list          list the boots and exit
+#   --shell         boot one guest with a shell on the console (driver: c, or
+#                   the driver of the first BOOT given)
+#   --kvm           use KVM (only if a probe boot shows it works here)
+#   --timeout S     hard limit per boot (default 300 s)
+#   --keep-logs     keep guest logs even when everything passed
+#
+# Prints one line per test, then "N passed, N failed, N skipped"; exits
+# non-zero on any failure, timeout or kernel splat in a guest log.
+
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+timeout_s=${BOOT_TIMEOUT:-300}
+accel=tcg
+shell=0 keep=0 list=0
+want=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--shell) shell=1 ;;
+	--kvm) accel=kvm ;;
+	--timeout) timeout_s=$2; shift ;;
+	--keep-logs) keep=1 ;;
+	--list) list=1 ;;
+	-h|--help) sed -n '3,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-*) die "unknown option $1" ;;
+	*) want+=("$1") ;;
+	esac
+	shift
+done
+
+plan=$REPO/tests/plan
+bzimage=$KBUILD_OUT/arch/x86/boot/bzImage
+[ -f "$bzimage" ] || die "no kernel at $bzimage: run scripts/build.sh"
+
+if [ $list = 1 ]; then
+	grep -v '^#' "$plan" | awk 'NF {print $1 "\t" $2 "\t" $4}'
+	exit 0
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/vpmem-run.XXXXXX")
+logdir=$VPMEM_CACHE/logs/$(date +%Y%m%d-%H%M%S)
+mkdir -p "$logdir"
+cleanup() { rm -rf "$work"; }
+trap cleanup EXIT
+
+# ---------------------------------------------------------------- initramfs
+build_initramfs() {
+	local root=$work/root
+	mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,lib,lib64,proc,sys,dev,tmp,mnt,tests,etc}
+	cp /bin/busybox "$root/bin/busybox"
+	file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' ||
+		die "/bin/busybox is not static (install busybox-static)"
+	install -m 0755 "$REPO/tests/guest/init" "$root/init"
+	# mke2fs is dynamic: bring its libraries.
+	local bin lib
+	for bin in /sbin/mke2fs; do
+		cp "$bin" "$root/sbin/"
+		for lib in $(ldd "$bin" | awk '/=>/ {print $3} /^\t\/lib/ {print $1}'); do
+			mkdir -p "$root$(dirname "$lib")"
+			cp -L "$lib" "$root$lib"
+		done
+	done
+	ln -sf mke2fs "$root/sbin/mkfs.ext4"
+	printf '[defaults]\n\tbase_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr\n\tblocksize = 4096\n\tinode_size = 256\n[fs_types]\n\text4 = {\n\t\tfeatures = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize\n\t}\n' > "$root/etc/mke2fs.conf"
+	# Test programs.
+	make -s -C "$REPO/tests" O="$work/tests" KERNEL_SRC="$KERNEL_SRC" >/dev/null
+	cp "$work"/tests/bin/* "$root/tests/"
+	# Kernel modules.
+	[ -d "$KBUILD_OUT/mods/lib/modules" ] && cp -a "$KBUILD_OUT/mods/lib/modules" "$root/lib/"
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.gz"
+}
+
+# ---------------------------------------------------------------- one boot
+# boot NAME DRIVER DEVICES TESTS [EXTRA_CMDLINE]
+boot() {
+	local name=$1 driver=$2 devs=$3 tests=$4 extra=${5:-}
+	local log=$logdir/$name.log
+	local qargs=() n=0 d key size img sizes=
+	for d in ${devs//,/ }; do
+		[ "$d" = - ] && continue
+		key=${d%%:*} size=${d#*:}
+		img=$work/pmem-$key.img
+		[ -f "$img" ] || truncate -s "$size" "$img"
+		qargs+=(-object "memory-backend-file,id=mem$n,share=on,mem-path=$img,size=$size"
+			-device "virtio-pmem-pci,memdev=mem$n,id=nv$n")
+		sizes=$sizes${sizes:+,}$(numfmt --from=iec "$size")
+		n=$((n + 1))
+	done
+	local cmdline="console=ttyS0 panic=-1 oops=panic loglevel=7 vpmem.driver=$driver vpmem.sizes=$sizes vpmem.tests=$tests $extra"
+	local q=(qemu-system-x86_64 -accel "$accel" -cpu max -smp 2
+		 -m 1G,slots=4,maxmem=8G -kernel "$bzimage" -initrd "$work/initramfs.gz"
+		 -nographic -no-reboot -nic none "${qargs[@]}")
+	if [ $shell = 1 ]; then
+		exec "${q[@]}" -append "$cmdline vpmem.shell=1"
+	fi
+	local t0=$SECONDS rc=0
+	timeout -k 5 "$timeout_s" "${q[@]}" -append "$cmdline" \
+		-serial "file:$log" -monitor none -display none </dev/null >"$log.qemu" 2>&1 || rc=$?
+	BOOT_SECS=$((SECONDS - t0))
+	return $rc
+}
+
+# Judge a guest log (scripts/judge.py): one result line per test case.
+judge() {
+	python3 "$here/judge.py" "$1" "$2" "$3" "$BOOT_SECS"
+}
+
+# ---------------------------------------------------------------- main
+build_initramfs
+
+if [ $shell = 1 ]; then
+	line=$(grep -v '^#' "$plan" | awk 'NF' | { if [ ${#want[@]} -gt 0 ]; then grep -E "^${want[0]}\s" ; else head -1; fi } | head -1)
+	read -r _ drv devs _ extra <<<"$line"
+	boot shell "$drv" "$devs" "" "${extra:-}"
+fi
+
+results=$work/results
+: > "$results"
+ran=0
+while read -r name drv devs tests extra; do
+	case "$name" in ''|'#'*) continue ;; esac
+	if [ ${#want[@]} -gt 0 ] && ! printf '%s\n' "${want[@]}" | grep -qx "$name"; then
+		continue
+	fi
+	[ "$extra" = - ] && extra=
+	qrc=0
+	boot "$name" "$drv" "$devs" "$tests" "${extra:-}" || qrc=$?
+	judge "$name" "$logdir/$name.log" "$qrc" | tee -a "$results"
+	ran=$((ran + 1))
+done < "$plan"
+[ $ran -gt 0 ] || die "no boot matched: ${want[*]}"
+
+st=0
+python3 "$here/judge.py" --summary "$results" || st=$?
+if [ $st = 0 ] && [ $keep = 0 ]; then rm -rf "$logdir"; else log "guest logs: $logdir"; fi
+exit $st
