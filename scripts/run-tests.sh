@@ -96,7 +96,11 @@ boot() {
 		sizes=$sizes${sizes:+,}$(numfmt --from=iec "$size")
 		n=$((n + 1))
 	done
-	local cmdline="console=ttyS0 panic=-1 oops=panic loglevel=7 vpmem.driver=$driver vpmem.sizes=$sizes vpmem.tests=$tests $extra"
+	# KUnit: only the project's suites (the driver's, and the abstractions' doctests in
+	# boots that ask for them with kunit.filter_glob in "extra").
+	local kunit="kunit.filter_glob=virtio_pmem_rust*"
+	case "$extra" in *kunit.filter_glob=*) kunit= ;; esac
+	local cmdline="console=ttyS0 panic=-1 oops=panic loglevel=7 $kunit vpmem.driver=$driver vpmem.sizes=$sizes vpmem.tests=$tests $extra"
 	local q=(qemu-system-x86_64 -accel "$accel" -cpu max -smp 2
 		 -m 1G,slots=4,maxmem=8G -kernel "$bzimage" -initrd "$work/initramfs.gz"
 		 -nographic -no-reboot -nic none "${qargs[@]}")
@@ -133,6 +137,7 @@ while read -r name drv devs tests extra; do
 		continue
 	fi
 	[ "$extra" = - ] && extra=
+	[ "$tests" = - ] && tests=
 	qrc=0
 	boot "$name" "$drv" "$devs" "$tests" "${extra:-}" || qrc=$?
 	judge "$name" "$logdir/$name.log" "$qrc" | tee -a "$results"

@@ -1,0 +1,207 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The flush callback of asynchronous regions.
+
+use crate::{bindings, prelude::*};
+use core::{mem::ManuallyDrop, ptr::NonNull};
+
+/// Makes writes to a region durable.
+///
+/// libnvdimm calls the region's callback in two ways (see [`FlushRequest`]): with no bio, as
+/// for a `REQ_PREFLUSH` or a region's `deep_flush`, where the caller waits for the answer; or
+/// with a write bio that asked for `REQ_FUA`, whose data is already in place: the bio is
+/// handed over and completed when the flush is done, without blocking its submitter.
+pub trait Flush: Send + Sync + 'static {
+    /// Makes every write that completed before this call durable, sleeping until it is.
+    fn flush(&self) -> Result;
+
+    /// Completes `bio` once every write that completed before this call is durable.
+    ///
+    /// `bio` must be ended exactly once; its ownership makes sure of it (dropping it ends it
+    /// with an error). The default flushes synchronously and ends it.
+    fn flush_bio(&self, bio: FlushBio) {
+        let result = self.flush();
+        bio.end(result);
+    }
+}
+
+/// What a region asks of its [`Flush`] callback.
+pub enum FlushRequest {
+    /// Flush now; the caller sleeps until [`Flush::flush`] returns.
+    Sync,
+    /// Flush, then complete this bio (`NVDIMM_FLUSH_ASYNC`).
+    Bio(FlushBio),
+}
+
+impl FlushRequest {
+    /// Classifies the `bio` argument of the C flush callback.
+    ///
+    /// # Safety
+    ///
+    /// `bio` must be null or a bio handed over to the callback, not completed yet, that nobody
+    /// else completes.
+    pub(super) unsafe fn from_raw(bio: *mut bindings::bio) -> Self {
+        match NonNull::new(bio) {
+            // INVARIANT: By the safety requirements the bio is ours to complete.
+            Some(bio) => Self::Bio(FlushBio(bio)),
+            None => Self::Sync,
+        }
+    }
+
+    /// Whether the caller waits for the flush (no bio).
+    pub fn is_sync(&self) -> bool {
+        matches!(self, Self::Sync)
+    }
+}
+
+/// A bio to complete after a flush.
+///
+/// # Invariants
+///
+/// `self.0` is a valid bio that this value owns the completion of: it has not been ended and
+/// nothing else ends it.
+pub struct FlushBio(NonNull<bindings::bio>);
+
+// SAFETY: A bio may be completed from any context and thread.
+unsafe impl Send for FlushBio {}
+
+impl FlushBio {
+    /// Ends the bio with `result` (an error becomes the matching block status).
+    pub fn end(self, result: Result) {
+        let this = ManuallyDrop::new(self);
+        // SAFETY: By the type invariant we own the completion; `this` is never used again.
+        unsafe { complete(this.0, result) };
+    }
+}
+
+impl Drop for FlushBio {
+    fn drop(&mut self) {
+        // A bio dropped unanswered failed: it was not made durable.
+        // SAFETY: By the type invariant we own the completion; this is the last use.
+        unsafe { complete(self.0, Err(EIO)) };
+    }
+}
+
+/// # Safety
+///
+/// The caller must own the completion of `bio` and give it up.
+unsafe fn complete(bio: NonNull<bindings::bio>, result: Result) {
+    let bio = bio.as_ptr();
+    if let Err(e) = result {
+        // SAFETY: `bio` is valid and ours until `bio_endio()`.
+        unsafe { (*bio).bi_status = bindings::errno_to_blk_status(e.to_errno()) };
+    }
+    // SAFETY: `bio` is valid and its completion ours.
+    unsafe { bindings::bio_endio(bio) };
+}
+
+/// A FIFO list of [`FlushBio`]s, linked through the bios themselves: adding one never
+/// allocates.
+///
+/// Dropping the list ends the bios still on it with an error.
+///
+/// # Invariants
+///
+/// `head` is null or the first of a chain of owned [`FlushBio`] bios linked through `bi_next`
+/// and ending at `tail`, whose `bi_next` is null; `tail` is null when `head` is.
+pub struct FlushBioList {
+    head: *mut bindings::bio,
+    tail: *mut bindings::bio,
+    len: usize,
+}
+
+// SAFETY: The list owns its bios, which may be completed from any thread.
+unsafe impl Send for FlushBioList {}
+
+impl Default for FlushBioList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FlushBioList {
+    /// An empty list.
+    pub const fn new() -> Self {
+        Self {
+            head: core::ptr::null_mut(),
+            tail: core::ptr::null_mut(),
+            len: 0,
+        }
+    }
+
+    /// Number of bios on the list.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Adds `bio` at the end.
+    pub fn push(&mut self, bio: FlushBio) {
+        let bio = ManuallyDrop::new(bio).0.as_ptr();
+        // SAFETY: We own `bio` (taken from a `FlushBio`), so its `bi_next` is ours to use; `tail`
+        // is null or a bio on the list (type invariant).
+        unsafe {
+            (*bio).bi_next = core::ptr::null_mut();
+            if self.tail.is_null() {
+                self.head = bio;
+            } else {
+                (*self.tail).bi_next = bio;
+            }
+        }
+        self.tail = bio;
+        self.len += 1;
+    }
+
+    /// Takes the first bio.
+    pub fn pop(&mut self) -> Option<FlushBio> {
+        let bio = NonNull::new(self.head)?;
+        // SAFETY: `bio` is on the list (type invariant), so valid and owned by it.
+        unsafe {
+            self.head = (*bio.as_ptr()).bi_next;
+            (*bio.as_ptr()).bi_next = core::ptr::null_mut();
+        }
+        if self.head.is_null() {
+            self.tail = core::ptr::null_mut();
+        }
+        self.len -= 1;
+        // INVARIANT: The bio left the list, so its ownership moves to the new `FlushBio`.
+        Some(FlushBio(bio))
+    }
+
+    /// Moves all of `other` to the end of `self`, in constant time.
+    pub fn append(&mut self, other: &mut Self) {
+        if other.head.is_null() {
+            return;
+        }
+        if self.tail.is_null() {
+            self.head = other.head;
+        } else {
+            // SAFETY: `self.tail` is the last bio of `self` (type invariant), owned by the list.
+            unsafe { (*self.tail).bi_next = other.head };
+        }
+        self.tail = other.tail;
+        self.len += other.len;
+        // INVARIANT: The chain moved to `self`; `other` is left empty (not dropped: it no
+        // longer owns the bios).
+        other.head = core::ptr::null_mut();
+        other.tail = core::ptr::null_mut();
+        other.len = 0;
+    }
+
+    /// Ends every bio on the list with `result`.
+    pub fn end_all(&mut self, result: Result) {
+        while let Some(bio) = self.pop() {
+            bio.end(result);
+        }
+    }
+}
+
+impl Drop for FlushBioList {
+    fn drop(&mut self) {
+        self.end_all(Err(EIO));
+    }
+}

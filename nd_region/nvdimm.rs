@@ -1,0 +1,21 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Abstractions for libnvdimm providers.
+//!
+//! A provider (a bus driver that found persistent memory) registers an nvdimm [`Bus`] under its
+//! device and creates regions on it; libnvdimm then creates namespaces and the `pmem` block
+//! devices. A region with an asynchronous flush ([`RegionFlags::ASYNC`]) has a [`Flush`]
+//! callback that makes prior writes durable; the block layer's flushes (fsync, msync) end up
+//! there. Memory errors found by the platform are reported with [`Bus::add_badrange`] and
+//! [`Bus::revalidate_poison`], which turn them into bad blocks of the `pmem` devices.
+//!
+//! C headers: [`include/linux/libnvdimm.h`](srctree/include/linux/libnvdimm.h),
+//! [`include/linux/nd.h`](srctree/include/linux/nd.h)
+
+mod bus;
+mod flush;
+mod region;
+
+pub use self::bus::Bus;
+pub use self::flush::{Flush, FlushBio, FlushBioList, FlushRequest};
+pub use self::region::{RangeError, RegionDesc, RegionFlags, PAGEMAP_ALIGN};

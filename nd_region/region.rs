@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Region descriptions.
+
+use crate::{bindings, fmt, prelude::*};
+
+/// The alignment libnvdimm needs for a [`RegionFlags::PAGEMAP`] region (the memory hotplug
+/// subsection size), so that its pages can be mapped for DAX.
+pub const PAGEMAP_ALIGN: u64 = 1 << bindings::SUBSECTION_SHIFT;
+
+/// Region flags (`ND_REGION_*` bits of `nd_region_desc.flags`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RegionFlags(u64);
+
+impl RegionFlags {
+    /// No flags.
+    pub const NONE: Self = Self(0);
+    /// Map the memory with `struct page`s by default, so fsdax works without a pfn device
+    /// (`ND_REGION_PAGEMAP`).
+    pub const PAGEMAP: Self = Self(1 << bindings::ND_REGION_PAGEMAP);
+    /// Writes are durable only after the region's [`Flush`](super::Flush) callback ran
+    /// (`ND_REGION_ASYNC`): DAX mappings cannot be synchronous (no `MAP_SYNC`).
+    pub const ASYNC: Self = Self(1 << bindings::ND_REGION_ASYNC);
+
+    /// The raw bits.
+    pub const fn bits(self) -> u64 {
+        self.0
+    }
+
+    /// The flags of both `self` and `other`.
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether all of `other` is set in `self`.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl core::ops::BitOr for RegionFlags {
+    type Output = Self;
+
+    fn bitor(self, rhs: Self) -> Self {
+        self.union(rhs)
+    }
+}
+
+/// Why a range cannot become a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RangeError {
+    /// The range is empty.
+    Empty,
+    /// The range wraps around the end of the physical address space.
+    Wraps,
+    /// A [`RegionFlags::PAGEMAP`] range is not aligned to [`PAGEMAP_ALIGN`].
+    Unaligned,
+}
+
+impl fmt::Display for RangeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Empty => "the range is empty",
+            Self::Wraps => "the range wraps around the address space",
+            Self::Unaligned => "the range is not aligned to the memory hotplug subsection size",
+        })
+    }
+}
+
+impl From<RangeError> for Error {
+    fn from(e: RangeError) -> Self {
+        match e {
+            RangeError::Empty | RangeError::Unaligned => EINVAL,
+            RangeError::Wraps => ERANGE,
+        }
+    }
+}
+
+/// A persistent memory range to become a region.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::nvdimm::{RangeError, RegionDesc, RegionFlags, PAGEMAP_ALIGN};
+///
+/// let desc = RegionDesc::new(1 << 32, 1 << 30, RegionFlags::PAGEMAP | RegionFlags::ASYNC)?;
+/// assert_eq!(desc.end(), (1 << 32) + (1 << 30) - 1);
+/// assert!(desc.contains(1 << 32, 4096));
+/// assert!(!desc.contains((1 << 32) + (1 << 30), 1));
+/// assert_eq!(RegionDesc::new(0, 0, RegionFlags::NONE).err(), Some(RangeError::Empty));
+/// assert_eq!(RegionDesc::new(u64::MAX, 2, RegionFlags::NONE).err(), Some(RangeError::Wraps));
+/// let odd = RegionDesc::new(PAGEMAP_ALIGN, 4096, RegionFlags::PAGEMAP);
+/// assert_eq!(odd.err(), Some(RangeError::Unaligned));
+/// assert!(RegionDesc::new(PAGEMAP_ALIGN + 4096, 4096, RegionFlags::NONE).is_ok());
+/// # Ok::<(), Error>(())
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct RegionDesc {
+    start: u64,
+    size: u64,
+    flags: RegionFlags,
+    numa_node: i32,
+    target_node: i32,
+}
+
+impl RegionDesc {
+    /// Describes `size` bytes at guest-physical `start`, with the NUMA node of the memory and
+    /// its target node (the node the memory would join if onlined).
+    ///
+    /// Fails for an empty range, one that wraps around the address space, or a
+    /// [`RegionFlags::PAGEMAP`] one not aligned to [`PAGEMAP_ALIGN`].
+    pub fn new(start: u64, size: u64, flags: RegionFlags) -> Result<Self, RangeError> {
+        if size == 0 {
+            return Err(RangeError::Empty);
+        }
+        start.checked_add(size - 1).ok_or(RangeError::Wraps)?;
+        if flags.contains(RegionFlags::PAGEMAP)
+            && (start % PAGEMAP_ALIGN != 0 || size % PAGEMAP_ALIGN != 0)
+        {
+            return Err(RangeError::Unaligned);
+        }
+        // SAFETY: Both only look the address up in the NUMA tables.
+        let numa_node = unsafe { bindings::memory_add_physaddr_to_nid(start) };
+        // SAFETY: As above.
+        let target_node = match unsafe { bindings::phys_to_target_node(start) } {
+            bindings::NUMA_NO_NODE => numa_node,
+            node => node,
+        };
+        Ok(Self {
+            start,
+            size,
+            flags,
+            numa_node,
+            target_node,
+        })
+    }
+
+    /// First byte.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Last byte.
+    pub fn end(&self) -> u64 {
+        self.start + (self.size - 1)
+    }
+
+    /// The flags.
+    pub fn flags(&self) -> RegionFlags {
+        self.flags
+    }
+
+    /// The NUMA node of the memory.
+    pub fn numa_node(&self) -> i32 {
+        self.numa_node
+    }
+
+    /// The node the memory would join if onlined as system RAM.
+    pub fn target_node(&self) -> i32 {
+        self.target_node
+    }
+
+    /// Whether `addr..addr + len` lies entirely inside the range.
+    pub fn contains(&self, addr: u64, len: u64) -> bool {
+        len != 0
+            && addr >= self.start
+            && addr
+                .checked_add(len - 1)
+                .is_some_and(|last| last <= self.end())
+    }
+}

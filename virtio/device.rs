@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The virtio device.
+
+use crate::{
+    bindings,
+    device::{self, Bound, Core, CoreInternal, DeviceContext},
+    sync::aref::{ARef, AlwaysRefCounted},
+    types::Opaque,
+};
+use core::{marker::PhantomData, mem::offset_of, ptr::NonNull};
+
+/// Number of feature bits a virtio device can have (`VIRTIO_FEATURES_BITS`).
+const FEATURE_BITS: u32 = bindings::VIRTIO_FEATURES_U64S * 64;
+
+/// A virtio device (`struct virtio_device`).
+///
+/// The device context `Ctx` tells what the holder may do: any context can test features and
+/// read the status, [`Bound`] adds configuration space access, and [`Core`] (inside
+/// [`Driver`](super::Driver) callbacks) adds device bring-up and virtqueue discovery.
+///
+/// # Invariants
+///
+/// `self.0` is a valid `struct virtio_device` created by the C portion of the kernel, with valid
+/// configuration operations (`config`).
+#[repr(transparent)]
+pub struct Device<Ctx: DeviceContext = device::Normal>(
+    Opaque<bindings::virtio_device>,
+    PhantomData<Ctx>,
+);
+
+/// The device status byte (`VIRTIO_CONFIG_S_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status(pub u8);
+
+impl Status {
+    /// The driver set up the device and it is live (`DRIVER_OK`).
+    pub fn driver_ok(self) -> bool {
+        self.0 & bindings::VIRTIO_CONFIG_S_DRIVER_OK as u8 != 0
+    }
+
+    /// The device hit an error it cannot recover from without a reset (`NEEDS_RESET`).
+    pub fn needs_reset(self) -> bool {
+        self.0 & bindings::VIRTIO_CONFIG_S_NEEDS_RESET as u8 != 0
+    }
+
+    /// The driver gave up on the device (`FAILED`).
+    pub fn failed(self) -> bool {
+        self.0 & bindings::VIRTIO_CONFIG_S_FAILED as u8 != 0
+    }
+}
+
+impl<Ctx: DeviceContext> Device<Ctx> {
+    pub(crate) fn as_raw(&self) -> *mut bindings::virtio_device {
+        self.0.get()
+    }
+
+    pub(super) fn ops(&self) -> &bindings::virtio_config_ops {
+        // SAFETY: By the type invariant `config` points to valid operations, which live at least
+        // as long as the device.
+        unsafe { &*(*self.as_raw()).config }
+    }
+
+    /// The device type (`VIRTIO_ID_*`).
+    pub fn device_id(&self) -> u32 {
+        // SAFETY: By the type invariant `self.as_raw()` is valid; the id never changes.
+        unsafe { (*self.as_raw()).id.device }
+    }
+
+    /// The vendor id.
+    pub fn vendor_id(&self) -> u32 {
+        // SAFETY: By the type invariant `self.as_raw()` is valid; the id never changes.
+        unsafe { (*self.as_raw()).id.vendor }
+    }
+
+    /// Whether feature `bit` was negotiated (or, inside [`Driver::validate`], offered by the
+    /// device and understood by the driver).
+    ///
+    /// [`Driver::validate`]: super::Driver::validate
+    pub fn has_feature(&self, bit: u32) -> bool {
+        // `__virtio_test_bit()` BUGs on out-of-range bits.
+        // SAFETY: By the type invariant `self.as_raw()` is valid and `bit` is in range.
+        bit < FEATURE_BITS && unsafe { bindings::__virtio_test_bit(self.as_raw(), bit) }
+    }
+
+    /// The device status.
+    pub fn status(&self) -> Status {
+        match self.ops().get_status {
+            // SAFETY: `self` is a valid virtio device and `get_status` one of its operations.
+            Some(get_status) => Status(unsafe { get_status(self.as_raw()) }),
+            None => Status(0),
+        }
+    }
+}
+
+impl<'a> Device<Core<'a>> {
+    /// Tells the device the driver is ready (`DRIVER_OK`): it may now use the virtqueues and
+    /// raise interrupts.
+    ///
+    /// The bus does this after [`Driver::probe`](super::Driver::probe) returns; call it earlier
+    /// when something set up in probe can issue I/O before that. Calling it again is a no-op.
+    pub fn ready(&self) {
+        if !self.status().driver_ok() {
+            // SAFETY: `self` is a valid virtio device whose driver is probing (Core context),
+            // and `DRIVER_OK` is not yet set, which `virtio_device_ready()` requires.
+            unsafe { bindings::virtio_device_ready(self.as_raw()) };
+        }
+    }
+
+    /// Resets the device: it stops using buffers and raising interrupts, and its running
+    /// callbacks have finished when this returns.
+    pub fn reset(&self) {
+        // SAFETY: `self` is a valid virtio device and the caller is its bound driver.
+        unsafe { bindings::virtio_reset_device(self.as_raw()) };
+    }
+}
+
+impl<'a> Device<CoreInternal<'a>> {
+    /// Unbind-time teardown: virtqueues first (reset, reclaim, delete), then a reset in case the
+    /// driver had no queues left, as the bus requires the device reset when `remove` returns.
+    pub(super) fn unbind_teardown(&self) {
+        super::virtqueue::teardown(self);
+        if self.status().0 != 0 {
+            self.reset();
+        }
+    }
+}
+
+/// Feature negotiation in progress, given to [`Driver::validate`](super::Driver::validate).
+pub struct Features<'a> {
+    dev: &'a Device<CoreInternal<'a>>,
+}
+
+impl<'a> Features<'a> {
+    pub(super) fn new(dev: &'a Device<CoreInternal<'a>>) -> Self {
+        Self { dev }
+    }
+
+    /// Whether feature `bit` is on offer (offered by the device, known to the driver).
+    pub fn has(&self, bit: u32) -> bool {
+        self.dev.has_feature(bit)
+    }
+
+    /// Withdraws feature `bit`, for instance because the device lacks something it implies.
+    pub fn clear(&mut self, bit: u32) {
+        if bit < FEATURE_BITS {
+            // SAFETY: The device is in feature validation (the only place a `Features` exists),
+            // when the driver may still change the feature set; `bit` is in range.
+            unsafe { bindings::__virtio_clear_bit(self.dev.as_raw(), bit) };
+        }
+    }
+}
+
+// SAFETY: `Device` is a transparent wrapper of `struct virtio_device`, which embeds its
+// `struct device` at this offset.
+unsafe impl<Ctx: DeviceContext> device::AsBusDevice<Ctx> for Device<Ctx> {
+    const OFFSET: usize = offset_of!(bindings::virtio_device, dev);
+}
+
+// SAFETY: `Device` is a transparent wrapper of a type that doesn't depend on `Device`'s generic
+// argument.
+crate::impl_device_context_deref!(unsafe { Device });
+crate::impl_device_context_into_aref!(Device);
+
+// SAFETY: Instances of `Device` are always reference-counted.
+unsafe impl AlwaysRefCounted for Device {
+    fn inc_ref(&self) {
+        // SAFETY: The existence of a shared reference guarantees that the refcount is non-zero.
+        unsafe { bindings::get_device(self.as_ref().as_raw()) };
+    }
+
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // SAFETY: `obj` is a valid `Device`, so its embedded `struct device` is valid, and the
+        // caller guarantees the refcount is non-zero.
+        unsafe { bindings::put_device(&raw mut (*obj.as_ref().as_raw()).dev) }
+    }
+}
+
+impl<Ctx: DeviceContext> AsRef<device::Device<Ctx>> for Device<Ctx> {
+    fn as_ref(&self) -> &device::Device<Ctx> {
+        // SAFETY: By the type invariant `self.as_raw()` is valid, so its `dev` field is a valid
+        // `struct device` that lives as long as `self`.
+        unsafe { device::Device::from_raw(&raw mut (*self.as_raw()).dev) }
+    }
+}
+
+impl Device<Bound> {
+    pub(super) fn as_aref(&self) -> ARef<Device> {
+        let dev: &Device = self;
+        dev.into()
+    }
+}
+
+// SAFETY: A `Device` is always reference-counted and can be released from any thread.
+unsafe impl Send for Device {}
+
+// SAFETY: The methods of `Device<Normal>` only read immutable ids or call transport operations
+// that are safe from any thread.
+unsafe impl Sync for Device {}
+
+// SAFETY: As for `Device<Normal>`: `Bound` adds configuration reads, which transports serialise.
+unsafe impl Sync for Device<Bound> {}

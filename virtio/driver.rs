@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Virtio drivers: the [`Driver`] trait and its bus adapter.
+
+use super::{Device, Features, IdTable};
+use crate::{
+    bindings,
+    device::{self, BoundInternal, CoreInternal},
+    driver,
+    error::{from_result, to_result},
+    prelude::*,
+    types::Opaque,
+    ThisModule,
+};
+use core::pin::Pin;
+
+/// A virtio driver.
+///
+/// # Examples
+///
+/// ```ignore
+/// use kernel::{prelude::*, virtio};
+///
+/// struct MyDriver;
+///
+/// kernel::virtio_device_table!(ID_TABLE, [virtio::DeviceId::new(27)]);
+///
+/// impl virtio::Driver for MyDriver {
+///     type Data<'bound> = ();
+///     const ID_TABLE: virtio::IdTable = &ID_TABLE;
+///
+///     fn probe<'bound>(
+///         vdev: &'bound virtio::Device<kernel::device::Core<'_>>,
+///     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+///         dev_info!(vdev, "bound\n");
+///         Ok(())
+///     }
+/// }
+/// ```
+pub trait Driver {
+    /// The driver's data for a bound device.
+    type Data<'bound>: Send + Sync + 'bound;
+
+    /// The devices the driver binds to.
+    const ID_TABLE: IdTable;
+
+    /// The device-specific feature bits the driver understands. Transport feature bits are
+    /// negotiated by the virtio core.
+    const FEATURES: &'static [u32] = &[];
+
+    /// Checks the features on offer before they are final, and may withdraw some.
+    ///
+    /// Called during probe, before [`Driver::probe`]. The default accepts them all.
+    fn validate(vdev: &Device<device::Core<'_>>, features: &mut Features<'_>) -> Result {
+        let _ = (vdev, features);
+        Ok(())
+    }
+
+    /// Binds the driver to `vdev`.
+    ///
+    /// The device becomes live (`DRIVER_OK`) after this returns, or earlier if the driver calls
+    /// [`Device::ready`].
+    fn probe<'bound>(
+        vdev: &'bound Device<device::Core<'_>>,
+    ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound;
+
+    /// Unbinds the driver, while the device and its virtqueues still run: the place for a
+    /// last exchange with the device. Teardown itself belongs in `Drop`, which runs next, and
+    /// then the bus stops the virtqueues (see [`virtqueue`](super::virtqueue)).
+    fn unbind<'bound>(vdev: &'bound Device<device::Core<'_>>, this: Pin<&Self::Data<'bound>>) {
+        let _ = (vdev, this);
+    }
+
+    /// The device changed its configuration space.
+    ///
+    /// Called only while the driver is bound, in atomic context: it must not sleep.
+    fn config_changed<'bound>(vdev: &'bound Device<device::Bound>, this: Pin<&Self::Data<'bound>>) {
+        let _ = (vdev, this);
+    }
+}
+
+/// The adapter that registers a [`Driver`] on the virtio bus.
+pub struct Adapter<T: Driver>(T);
+
+// SAFETY:
+// - `struct virtio_driver` is a C type, hence `repr(C)`.
+// - `T::Data` is the type of the driver's device private data.
+// - `struct virtio_driver` embeds a `struct device_driver` at `DEVICE_DRIVER_OFFSET`.
+unsafe impl<T: Driver> driver::DriverLayout for Adapter<T> {
+    type DriverType = bindings::virtio_driver;
+    type DriverData<'bound> = T::Data<'bound>;
+    const DEVICE_DRIVER_OFFSET: usize = core::mem::offset_of!(bindings::virtio_driver, driver);
+}
+
+// SAFETY: `unregister` is only called for a driver that `register` registered.
+unsafe impl<T: Driver + 'static> driver::RegistrationOps for Adapter<T> {
+    unsafe fn register(
+        vdrv: &Opaque<Self::DriverType>,
+        name: &'static CStr,
+        module: &'static ThisModule,
+    ) -> Result {
+        let features = u32::try_from(T::FEATURES.len())?;
+        let vdrv = vdrv.get();
+        // SAFETY: `vdrv` is valid and not registered yet, so its fields may be set; the tables
+        // are `'static`.
+        unsafe {
+            (*vdrv).driver.name = name.as_char_ptr();
+            (*vdrv).id_table = T::ID_TABLE.as_ptr();
+            (*vdrv).feature_table = T::FEATURES.as_ptr();
+            (*vdrv).feature_table_size = features;
+            (*vdrv).validate = Some(Self::validate_callback);
+            (*vdrv).probe = Some(Self::probe_callback);
+            (*vdrv).remove = Some(Self::remove_callback);
+            (*vdrv).config_changed = Some(Self::config_changed_callback);
+        }
+        // SAFETY: `vdrv` is a valid `struct virtio_driver`, pinned until `unregister`.
+        to_result(unsafe { bindings::__register_virtio_driver(vdrv, module.as_ptr()) })
+    }
+
+    unsafe fn unregister(vdrv: &Opaque<Self::DriverType>) {
+        // SAFETY: By the safety requirements `vdrv` was registered.
+        unsafe { bindings::unregister_virtio_driver(vdrv.get()) }
+    }
+}
+
+impl<T: Driver + 'static> Adapter<T> {
+    extern "C" fn validate_callback(vdev: *mut bindings::virtio_device) -> c_int {
+        // SAFETY: The virtio core calls `validate` from its probe, with a valid device whose
+        // device lock it holds.
+        let vdev = unsafe { &*vdev.cast::<Device<CoreInternal<'_>>>() };
+        let mut features = Features::new(vdev);
+        from_result(|| {
+            T::validate(vdev, &mut features)?;
+            Ok(0)
+        })
+    }
+
+    extern "C" fn probe_callback(vdev: *mut bindings::virtio_device) -> c_int {
+        // SAFETY: The virtio core calls `probe` with a valid device whose device lock it holds.
+        //
+        // INVARIANT: `vdev` is valid for the duration of `probe_callback()`.
+        let vdev = unsafe { &*vdev.cast::<Device<CoreInternal<'_>>>() };
+        from_result(|| {
+            let data = T::probe(vdev);
+            if let Err(e) = vdev.as_ref().set_drvdata(data) {
+                // The driver's data is gone; stop the queues it may have found, as the core
+                // does not call `remove` after a failed probe.
+                vdev.unbind_teardown();
+                return Err(e);
+            }
+            Ok(0)
+        })
+    }
+
+    extern "C" fn remove_callback(vdev: *mut bindings::virtio_device) {
+        // SAFETY: The virtio core calls `remove` with a valid device whose device lock it holds.
+        //
+        // INVARIANT: `vdev` is valid for the duration of `remove_callback()`.
+        let vdev = unsafe { &*vdev.cast::<Device<CoreInternal<'_>>>() };
+
+        // SAFETY: `remove` only follows a successful `probe`, which stored a `T::Data` with
+        // `set_drvdata()`.
+        let data = unsafe { vdev.as_ref().drvdata_borrow::<T::Data<'_>>() };
+        T::unbind(vdev, data);
+
+        // The virtio core wants the device reset when `remove` returns, so the driver's data
+        // goes now rather than after unbind: dropping it may still use the queues.
+        // SAFETY: As above, the stored type is `T::Data`.
+        drop(unsafe { vdev.as_ref().drvdata_obtain::<T::Data<'_>>() });
+
+        vdev.unbind_teardown();
+    }
+
+    extern "C" fn config_changed_callback(vdev: *mut bindings::virtio_device) {
+        // SAFETY: The virtio core only reports configuration changes between the end of a
+        // successful `probe` and the start of `remove`, with a valid device.
+        let vdev = unsafe { &*vdev.cast::<Device<BoundInternal>>() };
+        // SAFETY: The driver is bound (see above), so `probe` stored a `T::Data` that `remove`
+        // has not taken yet.
+        let data = unsafe { vdev.as_ref().drvdata_borrow::<T::Data<'_>>() };
+        T::config_changed(vdev, data);
+    }
+}
+
+/// Declares a kernel module that registers a single virtio driver.
+///
+/// # Examples
+///
+/// ```ignore
+/// kernel::module_virtio_driver! {
+///     type: MyDriver,
+///     name: "my_virtio",
+///     authors: ["Rust for Linux"],
+///     description: "My virtio driver",
+///     license: "GPL v2",
+/// }
+/// ```
+#[macro_export]
+macro_rules! module_virtio_driver {
+    ($($f:tt)*) => {
+        $crate::module_driver!(<T>, $crate::virtio::Adapter<T>, { $($f)* });
+    };
+}

@@ -1,0 +1,74 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Virtio device ids and id tables.
+
+use crate::{bindings, device_id::RawDeviceId};
+
+/// Matches any vendor in a [`DeviceId`] (`VIRTIO_DEV_ANY_ID`).
+pub const ANY_VENDOR: u32 = bindings::VIRTIO_DEV_ANY_ID;
+
+/// A virtio device id: the device type and the vendor.
+///
+/// Wraps `struct virtio_device_id`. Virtio ids carry no driver data, so tables are built with
+/// the `@none` form of [`module_device_table!`](crate::module_device_table), which
+/// [`virtio_device_table!`](crate::virtio_device_table) does.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::virtio::DeviceId;
+///
+/// let id = DeviceId::new(27);
+/// assert_eq!(id.device(), 27);
+/// assert_eq!(id.vendor(), kernel::virtio::ANY_VENDOR);
+/// ```
+#[repr(transparent)]
+#[derive(Clone, Copy)]
+pub struct DeviceId(bindings::virtio_device_id);
+
+impl DeviceId {
+    /// An id matching device type `device` from any vendor.
+    pub const fn new(device: u32) -> Self {
+        Self::with_vendor(device, ANY_VENDOR)
+    }
+
+    /// An id matching device type `device` from vendor `vendor` only.
+    pub const fn with_vendor(device: u32, vendor: u32) -> Self {
+        Self(bindings::virtio_device_id { device, vendor })
+    }
+
+    /// The device type.
+    pub const fn device(&self) -> u32 {
+        self.0.device
+    }
+
+    /// The vendor, or [`ANY_VENDOR`].
+    pub const fn vendor(&self) -> u32 {
+        self.0.vendor
+    }
+}
+
+// SAFETY: `DeviceId` is a `#[repr(transparent)]` wrapper of `struct virtio_device_id` and adds no
+// invariant, so it can be transmuted to `RawType`.
+unsafe impl RawDeviceId for DeviceId {
+    type RawType = bindings::virtio_device_id;
+}
+
+/// The id table of a virtio driver.
+pub type IdTable = &'static dyn crate::device_id::IdTable<DeviceId, ()>;
+
+/// Creates a virtio id table and exports it to modpost, which turns each entry into a
+/// `virtio:dNNNNNNNNvNNNNNNNN` module alias.
+///
+/// # Examples
+///
+/// ```ignore
+/// kernel::virtio_device_table!(ID_TABLE, [kernel::virtio::DeviceId::new(27)]);
+/// ```
+#[macro_export]
+macro_rules! virtio_device_table {
+    ($table_name:ident, [$($id:expr),* $(,)?]) => {
+        $crate::module_device_table!("virtio", $crate::virtio::DeviceId, $table_name, @none,
+                                     [$($id),*]);
+    };
+}

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Abstractions for the virtio bus.
+//!
+//! A virtio driver implements [`Driver`] and registers with
+//! [`module_virtio_driver!`](crate::module_virtio_driver). The bus negotiates the features in
+//! [`Driver::FEATURES`], lets [`Driver::validate`] withdraw some, then calls [`Driver::probe`].
+//! The driver reads its configuration with [`Device::read_config`] and finds its queues with
+//! [`Device::find_vqs`]; the queues belong to the binding and are stopped by the bus at unbind
+//! (see [`virtqueue`]).
+//!
+//! C headers: [`include/linux/virtio.h`](srctree/include/linux/virtio.h),
+//! [`include/linux/virtio_config.h`](srctree/include/linux/virtio_config.h)
+
+mod config;
+mod device;
+mod driver;
+mod id;
+pub mod virtqueue;
+
+pub use self::config::{ConfigReader, ShmRegion};
+pub use self::device::{Device, Features, Status};
+pub use self::driver::{Adapter, Driver};
+pub use self::id::{DeviceId, IdTable, ANY_VENDOR};
+pub use self::virtqueue::{Handler, Locked, Request, Virtqueues};

@@ -1,0 +1,569 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Virtqueues: typed requests, completion callbacks and teardown.
+//!
+//! A driver finds its queues with [`Device::find_vqs`], giving a [`Handler`]. Requests are
+//! [`Request`] values: heap buffers the device reads and writes, plus driver data. Adding a
+//! request to a queue moves it into the queue; [`Locked::get_buf`] moves it back out when the
+//! device has used it, and [`Locked::add`] hands it back if it could not be queued. A request
+//! is therefore owned either by the driver or by the queue, never both, and cannot be freed
+//! while the device may still access it.
+//!
+//! The queues belong to the device binding, not to the driver. When the device is unbound
+//! (after [`Driver::unbind`](super::Driver::unbind) and after the driver's data is dropped)
+//! the bus, in this order, resets the device, hands every request still in a queue (used or
+//! not) to [`Handler::reclaim`], calls [`Handler::stopped`] and deletes the queues. A driver
+//! that still holds the [`Virtqueues`] afterwards finds them stopped: adding fails with
+//! `ENODEV`. Nothing has to be drained by hand in `remove`, and no callback runs once the
+//! handler could be gone.
+//!
+//! C header: [`include/linux/virtio.h`](srctree/include/linux/virtio.h)
+
+use super::Device;
+use crate::{
+    alloc::Flags,
+    bindings,
+    device::{Bound, Core, CoreInternal},
+    ffi::c_void,
+    new_spinlock_irq,
+    prelude::*,
+    sync::{aref::ARef, Arc, CondVar, SpinLockIrq, SpinLockIrqGuard},
+};
+use core::{mem::MaybeUninit, ptr};
+
+/// A request: a device-readable buffer, a device-writable buffer and driver data.
+///
+/// The buffers are separate `kmalloc` allocations made once, in [`Request::new`]: they are
+/// DMA-safe, never on the stack, and the device-writable one shares no cache line with memory
+/// the CPU writes while the device owns the request. Reusing a request costs no allocation.
+///
+/// # Examples
+///
+/// ```
+/// use kernel::virtio::Request;
+///
+/// let mut req = Request::new(4, 4, 7u32, GFP_KERNEL)?;
+/// req.out_mut().copy_from_slice(&0u32.to_le_bytes());
+/// req.input_mut().copy_from_slice(&1u32.to_le_bytes());
+/// assert_eq!(*req.data(), 7);
+/// assert_eq!(req.input(), &1u32.to_le_bytes());
+/// # Ok::<(), Error>(())
+/// ```
+pub struct Request<D> {
+    inner: KBox<RequestInner<D>>,
+}
+
+struct RequestInner<D> {
+    out: KVec<u8>,
+    input: KVec<u8>,
+    data: D,
+}
+
+impl<D> Request<D> {
+    /// Allocates a request with `out_len` device-readable and `in_len` device-writable bytes,
+    /// all zero. At least one of them must be non-zero.
+    pub fn new(out_len: usize, in_len: usize, data: D, flags: Flags) -> Result<Self> {
+        if out_len == 0 && in_len == 0 {
+            return Err(EINVAL);
+        }
+        // The lengths go into scatterlist entries.
+        u32::try_from(out_len)?;
+        u32::try_from(in_len)?;
+        Ok(Self {
+            inner: KBox::new(
+                RequestInner {
+                    out: KVec::from_elem(0u8, out_len, flags)?,
+                    input: KVec::from_elem(0u8, in_len, flags)?,
+                    data,
+                },
+                flags,
+            )?,
+        })
+    }
+
+    /// The device-readable bytes.
+    pub fn out(&self) -> &[u8] {
+        &self.inner.out
+    }
+
+    /// The device-readable bytes, to fill in before adding the request.
+    pub fn out_mut(&mut self) -> &mut [u8] {
+        &mut self.inner.out
+    }
+
+    /// The device-writable bytes, as the device left them.
+    pub fn input(&self) -> &[u8] {
+        &self.inner.input
+    }
+
+    /// The device-writable bytes, for instance to preset a failure status.
+    pub fn input_mut(&mut self) -> &mut [u8] {
+        &mut self.inner.input
+    }
+
+    /// The driver data.
+    pub fn data(&self) -> &D {
+        &self.inner.data
+    }
+
+    /// The driver data, mutably.
+    pub fn data_mut(&mut self) -> &mut D {
+        &mut self.inner.data
+    }
+
+    fn into_token(self) -> *mut c_void {
+        KBox::into_raw(self.inner).cast()
+    }
+
+    /// # Safety
+    ///
+    /// `token` must come from [`Request::into_token`] on a `Request<D>`, and this must be the
+    /// only call for it.
+    unsafe fn from_token(token: *mut c_void) -> Self {
+        Self {
+            // SAFETY: By the safety requirements `token` is the pointer `KBox::into_raw`
+            // returned for a `RequestInner<D>`, reclaimed only once.
+            inner: unsafe { KBox::from_raw(token.cast()) },
+        }
+    }
+}
+
+/// What a driver does with its virtqueues' events.
+pub trait Handler: Send + Sync + Sized + 'static {
+    /// The driver data of each [`Request`].
+    type Data: Send + 'static;
+
+    /// Driver state kept under the queues' lock, beside the queues themselves, for what must
+    /// change atomically with adding or taking requests.
+    type State: Send + 'static;
+
+    /// The device used buffers of queue `index` (a "used buffer notification").
+    ///
+    /// Runs in interrupt context, with the queues locked: it must not sleep.
+    fn callback(&self, queues: &mut Locked<'_, Self>, index: usize);
+
+    /// Takes back a request that was still in a queue when the queues were stopped.
+    ///
+    /// `used` is the used length if the device had completed the request, `None` if it never
+    /// did. The device is reset by then. Runs with the queues locked: it must not sleep. The
+    /// default drops the request.
+    fn reclaim(&self, state: &mut Self::State, req: Request<Self::Data>, used: Option<u32>) {
+        let _ = (state, req, used);
+    }
+
+    /// The queues have stopped, after the last [`Handler::reclaim`]: wake up whoever waits for
+    /// them. Runs with the queues locked: it must not sleep.
+    fn stopped(&self, state: &mut Self::State) {
+        let _ = state;
+    }
+}
+
+/// The raw queues, only reachable under the lock.
+struct Queues {
+    /// The queues `find_vqs` made; emptied when the queues are stopped.
+    vqs: KVec<*mut bindings::virtqueue>,
+}
+
+// SAFETY: The raw queue pointers are only used under the `SpinLockIrq` that contains them, which
+// serialises every virtqueue operation, from whichever thread holds it.
+unsafe impl Send for Queues {}
+
+struct Inner<H: Handler> {
+    queues: Queues,
+    state: H::State,
+}
+
+// The state is handed over by value and only ever reached through `&mut`: nothing in `Inner`
+// relies on staying pinned, so the lock guard can give mutable access to it.
+impl<H: Handler> Unpin for Inner<H> {}
+
+/// The type-erased part of [`Virtqueues`] reached through `vdev->priv`.
+#[repr(C)]
+struct Header {
+    /// Stops the queues; the argument is `vdev->priv`.
+    stop: unsafe fn(*const Header),
+}
+
+/// The virtqueues of a device, with the driver's [`Handler`].
+///
+/// # Invariants
+///
+/// - Between [`Device::find_vqs`] and the teardown at unbind, `vdev->priv` holds one strong
+///   reference to this object (an `Arc::into_raw` pointer, which is also a pointer to `header`);
+///   the virtqueues in `inner` exist exactly that long.
+/// - `inner.queues.vqs` is empty before the queues are live and after they stopped.
+#[repr(C)]
+#[pin_data]
+pub struct Virtqueues<H: Handler> {
+    header: Header,
+    vdev: ARef<Device>,
+    #[pin]
+    inner: SpinLockIrq<Inner<H>>,
+    #[pin]
+    handler: H,
+}
+
+/// Locked virtqueues: every queue operation needs one.
+pub struct Locked<'a, H: Handler> {
+    vqs: &'a Virtqueues<H>,
+    guard: SpinLockIrqGuard<'a, Inner<H>>,
+}
+
+impl<H: Handler> Virtqueues<H> {
+    /// Locks the queues (and the driver state beside them), disabling interrupts.
+    pub fn lock(&self) -> Locked<'_, H> {
+        Locked {
+            vqs: self,
+            guard: self.inner.lock(),
+        }
+    }
+
+    /// The driver's handler.
+    pub fn handler(&self) -> &H {
+        &self.handler
+    }
+
+    /// The device the queues belong to.
+    pub fn device(&self) -> &Device {
+        &self.vdev
+    }
+
+    /// Stops the queues: reset, reclaim, delete. Runs at most once, at unbind.
+    ///
+    /// # Safety
+    ///
+    /// `header` must be the `vdev->priv` pointer of a device whose driver is unbinding, set by
+    /// [`Device::find_vqs`] for a `Virtqueues<H>`.
+    unsafe fn stop(header: *const Header) {
+        let this = header.cast::<Self>();
+        // SAFETY: By the type invariant `vdev->priv` owns a reference, so `this` is valid.
+        let vqs = unsafe { &*this };
+        let vdev = vqs.vdev.as_raw();
+
+        // 1. The device lets go of every buffer; its callbacks are done and no more will run.
+        // SAFETY: `vdev` is a valid virtio device whose driver is unbinding.
+        unsafe { bindings::virtio_reset_device(vdev) };
+
+        // 2. Every request comes back to the driver, used or not.
+        {
+            let mut inner = vqs.inner.lock();
+            let inner = &mut *inner;
+            let queues = core::mem::take(&mut inner.queues.vqs);
+            for vq in queues.iter().copied() {
+                loop {
+                    let mut len = 0u32;
+                    // SAFETY: `vq` is a live queue of `vdev`, accessed under the lock.
+                    let token = unsafe { bindings::virtqueue_get_buf(vq, &mut len) };
+                    if token.is_null() {
+                        break;
+                    }
+                    // SAFETY: Only `Locked::add` puts tokens in these queues, each from
+                    // `Request<H::Data>::into_token`, and the queue returns each once.
+                    let req = unsafe { Request::from_token(token) };
+                    vqs.handler.reclaim(&mut inner.state, req, Some(len));
+                }
+                loop {
+                    // SAFETY: As above; the device is reset, so unused buffers can be detached.
+                    let token = unsafe { bindings::virtqueue_detach_unused_buf(vq) };
+                    if token.is_null() {
+                        break;
+                    }
+                    // SAFETY: As above.
+                    let req = unsafe { Request::from_token(token) };
+                    vqs.handler.reclaim(&mut inner.state, req, None);
+                }
+            }
+            vqs.handler.stopped(&mut inner.state);
+        }
+
+        // 3. The queues go away, and with them their interrupts.
+        if let Some(del_vqs) = vqs.vdev.ops().del_vqs {
+            // SAFETY: The queues were made by `find_vqs` on `vdev`, hold no buffers, and
+            // `vqs.inner` no longer refers to them.
+            unsafe { del_vqs(vdev) };
+        }
+
+        // 4. Give up the reference `vdev->priv` held; no callback can reach it any more.
+        // SAFETY: `vdev` is valid; `priv` is ours (type invariant).
+        unsafe { (*vdev).priv_ = ptr::null_mut() };
+        // SAFETY: `this` came from `Arc::into_raw` in `find_vqs`; it is released once, here.
+        drop(unsafe { Arc::from_raw(this) });
+    }
+
+    /// The used-buffer callback of every queue made for `Virtqueues<H>`.
+    extern "C" fn callback(vq: *mut bindings::virtqueue) {
+        // SAFETY: The transport calls back with a valid queue of a valid device.
+        let (vdev, index) = unsafe { ((*vq).vdev, (*vq).index as usize) };
+        // SAFETY: The queue exists, so by the type invariant `vdev->priv` holds a reference to
+        // the `Virtqueues<H>` that made it; `stop` deletes the queues, which waits for running
+        // callbacks, before releasing that reference.
+        let vqs = unsafe { &*(*vdev).priv_.cast::<Self>() };
+        let mut locked = vqs.lock();
+        // The queues may not be published yet (still inside `find_vqs`) or already stopped.
+        if index < locked.guard.queues.vqs.len() {
+            vqs.handler.callback(&mut locked, index);
+        }
+    }
+}
+
+impl<'a, H: Handler> Locked<'a, H> {
+    /// Whether the queues still run; once stopped they never run again.
+    pub fn is_live(&self) -> bool {
+        !self.guard.queues.vqs.is_empty()
+    }
+
+    /// Number of queues, or zero once stopped.
+    pub fn len(&self) -> usize {
+        self.guard.queues.vqs.len()
+    }
+
+    /// Whether the queues are stopped (see [`Locked::is_live`]).
+    pub fn is_empty(&self) -> bool {
+        !self.is_live()
+    }
+
+    /// The driver state kept under the lock.
+    pub fn state(&mut self) -> &mut H::State {
+        // Not `self.guard.state`: that is the guard's own lock state.
+        &mut (*self.guard).state
+    }
+
+    /// The driver's handler.
+    pub fn handler(&self) -> &'a H {
+        &self.vqs.handler
+    }
+
+    /// Sleeps on `cond` with the queues unlocked, relocking them before returning.
+    ///
+    /// The wait is not interruptible; wake-ups may be spurious, so check the condition again.
+    /// [`Handler::stopped`] is the place to wake everyone at teardown.
+    pub fn wait(&mut self, cond: &CondVar) {
+        cond.wait(&mut self.guard);
+    }
+
+    /// The device the queues belong to.
+    pub fn device(&self) -> &'a Device {
+        &self.vqs.vdev
+    }
+
+    /// The device status; `None` once the queues stopped.
+    pub fn device_status(&self) -> Option<super::Status> {
+        self.is_live().then(|| self.vqs.vdev.status())
+    }
+
+    fn vq(&self, index: usize) -> Result<*mut bindings::virtqueue> {
+        self.guard.queues.vqs.get(index).copied().ok_or(ENODEV)
+    }
+
+    /// Adds `req` to queue `index`: the device reads [`Request::out`] and writes
+    /// [`Request::input`]. Returns the request with the error if it was not added: `ENOSPC`
+    /// when the queue is full (normal: retry once the device used buffers), `ENODEV` when the
+    /// queues stopped or `index` is out of range, `EIO` when the queue is broken.
+    ///
+    /// The device is told only on [`Locked::kick`].
+    pub fn add(
+        &mut self,
+        index: usize,
+        req: Request<H::Data>,
+    ) -> core::result::Result<(), (Request<H::Data>, Error)> {
+        let vq = match self.vq(index) {
+            Ok(vq) => vq,
+            Err(e) => return Err((req, e)),
+        };
+        let mut out = MaybeUninit::<bindings::scatterlist>::uninit();
+        let mut input = MaybeUninit::<bindings::scatterlist>::uninit();
+        let mut sgs = [ptr::null_mut::<bindings::scatterlist>(); 2];
+        let (mut n_out, mut n_in) = (0u32, 0u32);
+        let mut nsg = 0;
+        if !req.inner.out.is_empty() {
+            // SAFETY: `out` is valid for writes; the buffer is a live `kmalloc` allocation of
+            // that length (checked to fit in `u32` by `Request::new`), in the linear map.
+            unsafe {
+                bindings::sg_init_one(
+                    out.as_mut_ptr(),
+                    req.inner.out.as_ptr().cast(),
+                    req.inner.out.len() as u32,
+                )
+            };
+            sgs[nsg] = out.as_mut_ptr();
+            nsg += 1;
+            n_out = 1;
+        }
+        if !req.inner.input.is_empty() {
+            // SAFETY: As above, for the device-writable buffer.
+            unsafe {
+                bindings::sg_init_one(
+                    input.as_mut_ptr(),
+                    req.inner.input.as_ptr().cast(),
+                    req.inner.input.len() as u32,
+                )
+            };
+            sgs[nsg] = input.as_mut_ptr();
+            n_in = 1;
+        }
+        let token = req.into_token();
+        // SAFETY: `vq` is live and locked; `sgs` holds `n_out + n_in` initialised entries
+        // describing the request's buffers, which stay allocated and untouched by the CPU until
+        // the token comes back from `get_buf` or teardown; `token` is non-null.
+        let ret = unsafe {
+            bindings::virtqueue_add_sgs(vq, sgs.as_mut_ptr(), n_out, n_in, token, bindings::GFP_ATOMIC)
+        };
+        if ret != 0 {
+            // SAFETY: The queue did not take the token, so it is still ours, from `into_token`.
+            return Err((unsafe { Request::from_token(token) }, Error::from_errno(ret)));
+        }
+        Ok(())
+    }
+
+    /// Tells the device about added requests. Returns `false` if the queue is broken or gone.
+    pub fn kick(&mut self, index: usize) -> bool {
+        match self.vq(index) {
+            // SAFETY: `vq` is live and locked.
+            Ok(vq) => unsafe { bindings::virtqueue_kick(vq) },
+            Err(_) => false,
+        }
+    }
+
+    /// Takes the next request the device used from queue `index`, with the number of bytes the
+    /// device says it wrote, capped at the length of [`Request::input`].
+    pub fn get_buf(&mut self, index: usize) -> Option<(Request<H::Data>, u32)> {
+        let vq = self.vq(index).ok()?;
+        let mut len = 0u32;
+        // SAFETY: `vq` is live and locked; `len` is valid for writes.
+        let token = unsafe { bindings::virtqueue_get_buf(vq, &mut len) };
+        if token.is_null() {
+            return None;
+        }
+        // SAFETY: Only `add` puts tokens in these queues, each from `into_token` on a
+        // `Request<H::Data>`, and the queue returns each token once.
+        let req = unsafe { Request::<H::Data>::from_token(token) };
+        let len = len.min(req.inner.input.len() as u32);
+        Some((req, len))
+    }
+
+    /// Whether queue `index` is broken (the device misbehaved or went away); a stopped queue
+    /// counts as broken.
+    pub fn is_broken(&self, index: usize) -> bool {
+        match self.vq(index) {
+            // SAFETY: `vq` is live and locked.
+            Ok(vq) => unsafe { bindings::virtqueue_is_broken(vq) },
+            Err(_) => true,
+        }
+    }
+
+    /// Asks for used-buffer callbacks on queue `index` again. Returns `false` if buffers were
+    /// used meanwhile (poll them with [`Locked::get_buf`]).
+    pub fn enable_cb(&mut self, index: usize) -> bool {
+        match self.vq(index) {
+            // SAFETY: `vq` is live and locked.
+            Ok(vq) => unsafe { bindings::virtqueue_enable_cb(vq) },
+            Err(_) => true,
+        }
+    }
+
+    /// Asks the device not to send used-buffer callbacks on queue `index` (a hint).
+    pub fn disable_cb(&mut self, index: usize) {
+        if let Ok(vq) = self.vq(index) {
+            // SAFETY: `vq` is live and locked.
+            unsafe { bindings::virtqueue_disable_cb(vq) };
+        }
+    }
+}
+
+impl<'a> Device<Core<'a>> {
+    /// Finds the device's virtqueues, one per name in `names`, and publishes them with the
+    /// driver's `handler` and locked `state`.
+    ///
+    /// A device has at most one set of queues per binding (`EBUSY` otherwise). The queues stop
+    /// at unbind, as the [module documentation](self) describes.
+    pub fn find_vqs<H: Handler, E>(
+        &self,
+        names: &[&'static CStr],
+        handler: impl PinInit<H, E>,
+        state: H::State,
+    ) -> Result<Arc<Virtqueues<H>>>
+    where
+        Error: From<E>,
+    {
+        let vdev = self.as_raw();
+        // SAFETY: `vdev` is valid; `priv` is only written in Core context (here and at unbind),
+        // under the device lock the caller holds.
+        if unsafe { !(*vdev).priv_.is_null() } {
+            return Err(EBUSY);
+        }
+        let find_vqs = self.ops().find_vqs.ok_or(ENODEV)?;
+        let n = names.len();
+        if n == 0 {
+            return Err(EINVAL);
+        }
+        let mut infos = KVec::with_capacity(n, GFP_KERNEL)?;
+        for name in names {
+            infos.push(
+                bindings::virtqueue_info {
+                    name: name.as_char_ptr(),
+                    callback: Some(Virtqueues::<H>::callback),
+                    ctx: false,
+                },
+                GFP_KERNEL,
+            )?;
+        }
+        let mut found = KVec::from_elem(ptr::null_mut(), n, GFP_KERNEL)?;
+
+        let dev: &Device<Bound> = self;
+        let vqs = Arc::pin_init::<Error>(
+            try_pin_init!(Virtqueues {
+                header: Header {
+                    stop: Virtqueues::<H>::stop,
+                },
+                vdev: dev.as_aref(),
+                inner <- new_spinlock_irq!(Inner {
+                    queues: Queues { vqs: KVec::new() },
+                    state,
+                }),
+                handler <- handler,
+            }),
+            GFP_KERNEL,
+        )?;
+
+        // Publish before the queues exist: their callbacks look the handler up here.
+        // SAFETY: `priv` is ours (checked null above, Core context).
+        unsafe { (*vdev).priv_ = Arc::into_raw(vqs.clone()).cast_mut().cast() };
+
+        // SAFETY: `vdev` is valid and has no queues; `found` and `infos` hold `n` entries; no
+        // interrupt affinity descriptor is passed.
+        let ret = unsafe {
+            find_vqs(
+                vdev,
+                n as u32,
+                found.as_mut_ptr(),
+                infos.as_mut_ptr(),
+                ptr::null_mut(),
+            )
+        };
+        if ret != 0 {
+            // SAFETY: Set just above from `Arc::into_raw`; no queue exists to call back.
+            unsafe {
+                let this = (*vdev).priv_;
+                (*vdev).priv_ = ptr::null_mut();
+                drop(Arc::from_raw(this.cast::<Virtqueues<H>>()));
+            }
+            return Err(Error::from_errno(ret));
+        }
+
+        vqs.inner.lock().queues.vqs = found;
+        Ok(vqs)
+    }
+}
+
+/// Stops the queues of `dev`, if it has any. Called at unbind.
+pub(super) fn teardown(dev: &Device<CoreInternal<'_>>) {
+    let vdev = dev.as_raw();
+    // SAFETY: `vdev` is valid; `priv` is only written in Core context, as here.
+    let header = unsafe { (*vdev).priv_ }.cast::<Header>().cast_const();
+    if header.is_null() {
+        return;
+    }
+    // SAFETY: A non-null `priv` was set by `find_vqs` to a `Virtqueues`, whose first field is
+    // its `Header` (`#[repr(C)]`); the driver is unbinding.
+    unsafe { ((*header).stop)(header) };
+}

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Group commit: which host flush answers which caller.
+//!
+//! Flushes are numbered from 1 in the order they are sent; at most one is in flight. A caller
+//! that arrives is answered by the next flush to be sent: at once if the queue is idle, else
+//! the one sent when the flush in flight completes. So every caller that arrives while flush
+//! `n` is in flight shares flush `n + 1`, and no caller is answered by a flush sent before it
+//! arrived.
+//!
+//! A failed host flush is sticky: from it on, every flush fails (`EIO`), without reaching the
+//! host, until [`Commit::clear_error`]. A host that lost data once may claim later flushes
+//! succeeded; only an administrator can decide that it is safe again.
+
+use kernel::prelude::*;
+
+/// What a caller joining the commit does.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Join {
+    /// Send flush `target` now, then wait for it.
+    Send(u64),
+    /// Wait for flush `target`, which goes out when the one in flight completes.
+    Wait(u64),
+    /// Fail at once: the device is stopped or a flush failed.
+    Fail,
+}
+
+/// The group commit state of a device.
+#[derive(Debug, Default)]
+pub(crate) struct Commit {
+    /// The last flush sent.
+    sent: u64,
+    /// The last flush completed (`sent` or `sent - 1`).
+    done: u64,
+    /// The highest flush some caller waits for.
+    wanted: u64,
+    /// Whether flush `sent` is in flight.
+    in_flight: bool,
+    /// The first failed flush, while the failure is sticky.
+    failed_from: Option<u64>,
+    /// Flushes `a..=b` failed in an earlier episode that was cleared.
+    cleared: Option<(u64, u64)>,
+    /// The device is stopped, reset or broken: nothing can be sent any more.
+    broken: bool,
+}
+
+impl Commit {
+    /// A caller arrives.
+    pub(crate) fn join(&mut self) -> Join {
+        if self.broken || self.failed_from.is_some() {
+            return Join::Fail;
+        }
+        let target = self.sent + 1;
+        self.wanted = self.wanted.max(target);
+        if self.in_flight {
+            Join::Wait(target)
+        } else {
+            Join::Send(target)
+        }
+    }
+
+    /// Flush `sent + 1` is on its way.
+    pub(crate) fn sent(&mut self) {
+        self.sent += 1;
+        self.in_flight = true;
+    }
+
+    /// The flush in flight completed; returns whether to send the next one now.
+    pub(crate) fn completed(&mut self, ok: bool) -> bool {
+        self.in_flight = false;
+        self.done = self.sent;
+        if !ok && self.failed_from.is_none() {
+            self.failed_from = Some(self.done);
+        }
+        !self.broken && self.failed_from.is_none() && self.wanted > self.done
+    }
+
+    /// Nothing can be sent any more, and the flush in flight, if any, is lost.
+    pub(crate) fn stop(&mut self) {
+        self.broken = true;
+        self.in_flight = false;
+    }
+
+    /// The answer for a caller waiting for flush `target`, once there is one.
+    pub(crate) fn outcome(&self, target: u64) -> Option<Result> {
+        let failed = |(from, to): (u64, u64)| from <= target && target <= to;
+        if self.failed_from.is_some_and(|from| from <= target)
+            || self.cleared.is_some_and(failed)
+        {
+            Some(Err(EIO))
+        } else if self.done >= target {
+            Some(Ok(()))
+        } else if self.broken {
+            Some(Err(EIO))
+        } else {
+            None
+        }
+    }
+
+    /// Ends a sticky failure. Callers waiting for failed flushes still get `EIO`.
+    pub(crate) fn clear_error(&mut self) -> bool {
+        match self.failed_from.take() {
+            Some(from) => {
+                // Number new flushes past every failed one, sent or only promised.
+                let last = self.sent.max(self.wanted);
+                self.cleared = Some((from, last));
+                self.sent = last;
+                self.done = last;
+                self.wanted = last;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether a flush is in flight.
+    pub(crate) fn in_flight(&self) -> bool {
+        self.in_flight
+    }
+
+    /// Whether flushes fail because an earlier one did.
+    pub(crate) fn is_failed(&self) -> bool {
+        self.failed_from.is_some()
+    }
+
+    /// Whether the device is stopped or broken.
+    pub(crate) fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// The last flush completed.
+    pub(crate) fn done(&self) -> u64 {
+        self.done
+    }
+}
+
+#[kunit_tests(virtio_pmem_rust_commit)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_caller_sends() {
+        let mut c = Commit::default();
+        assert_eq!(c.join(), Join::Send(1));
+        c.sent();
+        assert_eq!(c.outcome(1), None);
+        assert!(!c.completed(true));
+        assert_eq!(c.outcome(1), Some(Ok(())));
+    }
+
+    #[test]
+    fn callers_during_a_flush_share_the_next() {
+        let mut c = Commit::default();
+        assert_eq!(c.join(), Join::Send(1));
+        c.sent();
+        assert_eq!(c.join(), Join::Wait(2));
+        assert_eq!(c.join(), Join::Wait(2));
+        assert_eq!(c.join(), Join::Wait(2));
+        // Flush 1 answers only its own caller: the others arrived after it was sent.
+        assert!(c.completed(true));
+        assert_eq!(c.outcome(1), Some(Ok(())));
+        assert_eq!(c.outcome(2), None);
+        c.sent();
+        assert!(!c.completed(true));
+        assert_eq!(c.outcome(2), Some(Ok(())));
+        assert_eq!(c.join(), Join::Send(3));
+    }
+
+    #[test]
+    fn failure_is_sticky_until_cleared() {
+        let mut c = Commit::default();
+        assert_eq!(c.join(), Join::Send(1));
+        c.sent();
+        assert_eq!(c.join(), Join::Wait(2));
+        // Flush 1 fails: its caller and the one waiting for flush 2 both fail, and flush 2
+        // is not sent.
+        assert!(!c.completed(false));
+        assert_eq!(c.outcome(1), Some(Err(EIO)));
+        assert_eq!(c.outcome(2), Some(Err(EIO)));
+        assert_eq!(c.join(), Join::Fail);
+        assert!(c.clear_error());
+        assert!(!c.clear_error());
+        // Old failures stay failed; new flushes go out again.
+        assert_eq!(c.outcome(2), Some(Err(EIO)));
+        assert_eq!(c.join(), Join::Send(3));
+        c.sent();
+        assert!(!c.completed(true));
+        assert_eq!(c.outcome(1), Some(Err(EIO)));
+        assert_eq!(c.outcome(3), Some(Ok(())));
+    }
+
+    #[test]
+    fn earlier_success_survives_later_failure() {
+        let mut c = Commit::default();
+        assert_eq!(c.join(), Join::Send(1));
+        c.sent();
+        assert!(!c.completed(true));
+        assert_eq!(c.join(), Join::Send(2));
+        c.sent();
+        assert!(!c.completed(false));
+        assert_eq!(c.outcome(1), Some(Ok(())));
+        assert_eq!(c.outcome(2), Some(Err(EIO)));
+    }
+
+    #[test]
+    fn stop_fails_waiters() {
+        let mut c = Commit::default();
+        assert_eq!(c.join(), Join::Send(1));
+        c.sent();
+        assert_eq!(c.join(), Join::Wait(2));
+        c.stop();
+        assert_eq!(c.outcome(1), Some(Err(EIO)));
+        assert_eq!(c.outcome(2), Some(Err(EIO)));
+        assert_eq!(c.join(), Join::Fail);
+        assert!(!c.in_flight());
+    }
+}

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Probe and teardown of a virtio-pmem device.
+
+use crate::{
+    flush::{FlushHandler, FlushState, Flusher},
+    range,
+};
+use kernel::{
+    debugfs::{Dir, File},
+    device::Core,
+    fmt,
+    nvdimm,
+    prelude::*,
+    str::CString,
+    sync::Arc,
+    uaccess::UserSliceReader,
+    uapi,
+    virtio::{self, Features},
+};
+
+kernel::virtio_device_table!(
+    VIRTIO_TABLE,
+    [virtio::DeviceId::new(uapi::VIRTIO_ID_PMEM)]
+);
+
+/// A bound virtio-pmem device.
+///
+/// The nvdimm bus goes first when the device is unbound: unregistering it removes the region
+/// and its `pmem` device, whose last flush still reaches the host. Then the debugfs files go,
+/// and the bus stops the request queue.
+#[pin_data]
+pub(crate) struct VirtioPmem {
+    bus: nvdimm::Bus<Flusher>,
+    #[pin]
+    _stats: File<Arc<Flusher>>,
+    #[pin]
+    _clear_error: File<Arc<Flusher>>,
+    _debugfs: Dir,
+}
+
+impl VirtioPmem {
+    /// `stats`: the flush counters and state.
+    fn show_stats(flusher: &Arc<Flusher>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        flusher.with_state(|st| {
+            let s = &st.stats;
+            writeln!(f, "requests: {}", s.requests)?;
+            writeln!(f, "host_flushes: {}", s.host_flushes)?;
+            writeln!(f, "coalesced: {}", s.coalesced)?;
+            writeln!(f, "host_failures: {}", s.host_failures)?;
+            writeln!(f, "in_flight: {}", u8::from(st.commit.in_flight()))?;
+            writeln!(f, "sticky_error: {}", u8::from(st.commit.is_failed()))?;
+            writeln!(f, "broken: {}", u8::from(st.commit.is_broken()))?;
+            writeln!(f, "max_latency_us: {}", s.max_latency_us)?;
+            writeln!(f, "last_latency_us: {}", s.last_latency_us)
+        })
+    }
+
+    /// `clear_error`: writing `1` ends a sticky flush failure.
+    fn clear_error(flusher: &Arc<Flusher>, reader: &mut UserSliceReader) -> Result {
+        let mut buf = [0u8; 8];
+        let len = reader.len().min(buf.len());
+        reader.read_slice(&mut buf[..len])?;
+        if buf[..len].trim_ascii() != b"1" {
+            return Err(EINVAL);
+        }
+        if flusher.with_state(|st| st.commit.clear_error()) {
+            pr_notice!("virtio_pmem_rust: flush error cleared by the administrator\n");
+        }
+        Ok(())
+    }
+}
+
+impl virtio::Driver for VirtioPmem {
+    type Data<'bound> = Self;
+
+    const ID_TABLE: virtio::IdTable = &VIRTIO_TABLE;
+    const FEATURES: &'static [u32] = &[uapi::VIRTIO_PMEM_F_SHMEM_REGION];
+
+    fn validate(vdev: &virtio::Device<Core<'_>>, features: &mut Features<'_>) -> Result {
+        range::validate(vdev, features);
+        Ok(())
+    }
+
+    fn probe<'bound>(
+        vdev: &'bound virtio::Device<Core<'_>>,
+    ) -> impl PinInit<Self, Error> + 'bound {
+        pin_init::pin_init_scope(move || {
+            let desc = range::read(vdev)?;
+
+            let vqs = vdev
+                .find_vqs(&[c"flush_queue"], FlushHandler::new(), FlushState::new()?)
+                .inspect_err(|e| dev_err!(vdev, "cannot set up the request queue: {e:?}\n"))?;
+            let flusher = Arc::new(Flusher::new(vqs), GFP_KERNEL)?;
+
+            let module = &<crate::LocalModule as kernel::ModuleMetadata>::THIS_MODULE;
+            let mut bus = nvdimm::Bus::register(vdev.as_ref(), c"virtio-pmem", module)
+                .inspect_err(|_| dev_err!(vdev, "cannot register the nvdimm bus\n"))?;
+            // The region can flush as soon as it exists.
+            vdev.ready();
+            bus.create_pmem_region(&desc, flusher.clone())
+                .inspect_err(|_| dev_err!(vdev, "cannot create the nvdimm region\n"))?;
+            dev_info!(
+                vdev,
+                "pmem range {:#x}-{:#x} ({} MiB)\n",
+                desc.start(),
+                desc.end(),
+                desc.size() >> 20
+            );
+
+            let name = CString::try_from_fmt(fmt!("virtio_pmem_rust-{}", vdev.as_ref().name()))?;
+            let debugfs = Dir::new(&name);
+            Ok(try_pin_init!(Self {
+                bus,
+                _stats <- debugfs.read_callback_file(
+                    c"stats",
+                    flusher.clone(),
+                    &Self::show_stats
+                ),
+                _clear_error <- debugfs.write_callback_file(
+                    c"clear_error",
+                    flusher,
+                    &Self::clear_error
+                ),
+                _debugfs: debugfs,
+            }))
+        })
+    }
+}
