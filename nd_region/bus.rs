@@ -52,7 +52,10 @@ impl<F: Flush> Bus<F> {
         provider: &'static CStr,
         module: &'static ThisModule,
     ) -> Result<Self> {
-        let desc = KBox::pin(Opaque::<bindings::nvdimm_bus_descriptor>::zeroed(), GFP_KERNEL)?;
+        let desc = KBox::pin(
+            Opaque::<bindings::nvdimm_bus_descriptor>::zeroed(),
+            GFP_KERNEL,
+        )?;
         // SAFETY: `desc` is a valid, zeroed descriptor not yet shared with C.
         unsafe {
             let d = desc.get();
@@ -96,7 +99,13 @@ impl<F: Flush> Bus<F> {
         };
         // Cannot fail: space was reserved above.
         self.regions
-            .push(Region { raw, flush: provider }, GFP_KERNEL)
+            .push(
+                Region {
+                    raw,
+                    flush: provider,
+                },
+                GFP_KERNEL,
+            )
             .map_err(|_| ENOMEM)?;
         Ok(())
     }

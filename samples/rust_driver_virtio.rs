@@ -23,7 +23,11 @@ impl virtio::Handler for SampleHandler {
 
     fn callback(&self, queues: &mut virtio::Locked<'_, Self>, index: usize) {
         while let Some((req, used)) = queues.get_buf(index) {
-            let ret = req.input().first_chunk::<4>().copied().map(u32::from_le_bytes);
+            let ret = req
+                .input()
+                .first_chunk::<4>()
+                .copied()
+                .map(u32::from_le_bytes);
             pr_info!("flush answered: {used} bytes used, ret {ret:?}\n");
             *queues.state() = Some(req);
         }
@@ -39,10 +43,7 @@ struct SampleDriver {
     vqs: Arc<Virtqueues<SampleHandler>>,
 }
 
-kernel::virtio_device_table!(
-    VIRTIO_TABLE,
-    [virtio::DeviceId::new(uapi::VIRTIO_ID_PMEM)]
-);
+kernel::virtio_device_table!(VIRTIO_TABLE, [virtio::DeviceId::new(uapi::VIRTIO_ID_PMEM)]);
 
 impl virtio::Driver for SampleDriver {
     type Data<'bound> = Self;
@@ -50,9 +51,7 @@ impl virtio::Driver for SampleDriver {
     const ID_TABLE: virtio::IdTable = &VIRTIO_TABLE;
     const FEATURES: &'static [u32] = &[uapi::VIRTIO_PMEM_F_SHMEM_REGION];
 
-    fn probe<'bound>(
-        vdev: &'bound virtio::Device<Core<'_>>,
-    ) -> impl PinInit<Self, Error> + 'bound {
+    fn probe<'bound>(vdev: &'bound virtio::Device<Core<'_>>) -> impl PinInit<Self, Error> + 'bound {
         let (start, size) = vdev.read_config(|c| Ok((c.read_le64(0)?, c.read_le64(8)?)))?;
         let shm = vdev.has_feature(uapi::VIRTIO_PMEM_F_SHMEM_REGION);
         dev_info!(

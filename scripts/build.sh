@@ -19,22 +19,39 @@ here=$(cd "$(dirname "$0")" && pwd)
 [ -f "$KERNEL_SRC/Makefile" ] || die "no kernel tree at $KERNEL_SRC (run scripts/setup.sh or set KERNEL_SRC)"
 command -v "$TOOLS/bin/bindgen" >/dev/null || die "bindgen missing: run scripts/setup.sh"
 
+# The series applied last is kept in $KERNEL_SRC/.vpmem-applied: when the
+# repository's series changes, the old one is reverted first.
 apply_patches() {
-	local p
+	local applied=$KERNEL_SRC/.vpmem-applied p
+	if [ -d "$applied" ] && ! diff -rq "$applied" "$REPO/kernel/patches" >/dev/null 2>&1; then
+		log "patch: series changed, reverting the old one"
+		for p in $(ls -r "$applied"/*.patch 2>/dev/null); do
+			patch -d "$KERNEL_SRC" -p1 -R -s -f < "$p" >/dev/null ||
+				die "cannot revert $(basename "$p") from $KERNEL_SRC"
+		done
+		rm -rf "$applied"
+	fi
+	[ -d "$applied" ] && return
 	for p in "$REPO"/kernel/patches/*.patch; do
 		[ -e "$p" ] || continue
-		if patch -d "$KERNEL_SRC" -p1 -R --dry-run -s -f < "$p" >/dev/null 2>&1; then
-			continue	# already applied
-		fi
 		log "patch: $(basename "$p")"
 		patch -d "$KERNEL_SRC" -p1 -N -s < "$p" ||
 			die "patch $(basename "$p") does not apply to $KERNEL_SRC"
 	done
+	mkdir -p "$applied"
+	cp "$REPO"/kernel/patches/*.patch "$applied/"
 }
 
 # kernel/files.map: "<repo path> <in-tree path>" per line.
 link_files() {
-	local src dst
+	local src dst links=$KERNEL_SRC/.vpmem-links
+	# Links of files no longer in the map go away.
+	if [ -f "$links" ]; then
+		while read -r dst; do
+			grep -q "[[:space:]]$dst\$" "$REPO/kernel/files.map" || rm -f "$KERNEL_SRC/$dst"
+		done < "$links"
+	fi
+	: > "$links"
 	while read -r src dst; do
 		case "$src" in ''|'#'*) continue ;; esac
 		[ -e "$REPO/$src" ] || die "files.map: $src does not exist"
@@ -42,6 +59,7 @@ link_files() {
 		if [ "$(readlink "$KERNEL_SRC/$dst" 2>/dev/null)" != "$REPO/$src" ]; then
 			ln -sfn "$REPO/$src" "$KERNEL_SRC/$dst"
 		fi
+		echo "$dst" >> "$links"
 	done < "$REPO/kernel/files.map"
 }
 

@@ -51,10 +51,16 @@ fi
 
 step "checkpatch"
 cp_opts=(--no-tree --quiet --strict --show-types --ignore SPDX_LICENSE_TAG,FILE_PATH_CHANGES,COMMIT_MESSAGE,GIT_COMMIT_ID,FROM_SIGN_OFF_MISMATCH,MISSING_SIGN_OFF,EMAIL_SUBJECT)
-mapfile -t c_files < <(cd "$REPO" && ls virtio/*.c nd_region/*.c tests/*.c tests/*.h 2>/dev/null)
-for f in "${c_files[@]}" "${rs_repo[@]}"; do
+mapfile -t c_files < <(cd "$REPO" && ls virtio/*.c nd_region/*.c 2>/dev/null)
+for f in "${c_files[@]}" "${rs_repo[@]}" Kconfig virtio_pmem/Makefile; do
 	out=$(perl "$KERNEL_SRC/scripts/checkpatch.pl" "${cp_opts[@]}" -f "$REPO/$f" 2>&1) ||
 		{ echo "$out" >&2; bad "checkpatch: $f"; }
+done
+# Userspace test programs use the C library's types, as kselftests do.
+for f in "$REPO"/tests/*.c "$REPO"/tests/*.h; do
+	out=$(perl "$KERNEL_SRC/scripts/checkpatch.pl" --no-tree --quiet --show-types \
+		--ignore SPDX_LICENSE_TAG,PREFER_KERNEL_TYPES -f "$f" 2>&1) ||
+		{ echo "$out" >&2; bad "checkpatch: ${f#"$REPO"/}"; }
 done
 for p in "$REPO"/kernel/patches/*.patch; do
 	out=$(perl "$KERNEL_SRC/scripts/checkpatch.pl" "${cp_opts[@]}" "$p" 2>&1) ||

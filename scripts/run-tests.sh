@@ -75,6 +75,8 @@ build_initramfs() {
 	# Test programs.
 	make -s -C "$REPO/tests" O="$work/tests" KERNEL_SRC="$KERNEL_SRC" >/dev/null
 	cp "$work"/tests/bin/* "$root/tests/"
+	install -m 0755 "$REPO"/tests/*.sh "$root/tests/"
+	cp "$KERNEL_SRC/tools/testing/selftests/kselftest/ktap_helpers.sh" "$root/tests/"
 	# Kernel modules.
 	[ -d "$KBUILD_OUT/mods/lib/modules" ] && cp -a "$KBUILD_OUT/mods/lib/modules" "$root/lib/"
 	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.gz"
@@ -89,7 +91,7 @@ boot() {
 	for d in ${devs//,/ }; do
 		[ "$d" = - ] && continue
 		key=${d%%:*} size=${d#*:}
-		img=$work/pmem-$key.img
+		img=$work/pmem-$key-$size.img
 		[ -f "$img" ] || truncate -s "$size" "$img"
 		qargs+=(-object "memory-backend-file,id=mem$n,share=on,mem-path=$img,size=$size"
 			-device "virtio-pmem-pci,memdev=mem$n,id=nv$n")
@@ -108,8 +110,32 @@ boot() {
 		exec "${q[@]}" -append "$cmdline vpmem.shell=1"
 	fi
 	local t0=$SECONDS rc=0
-	timeout -k 5 "$timeout_s" "${q[@]}" -append "$cmdline" \
-		-serial "file:$log" -monitor none -display none </dev/null >"$log.qemu" 2>&1 || rc=$?
+	case " $extra " in
+	*" vpmem.host_fiu=1 "*)
+		# Host fault injection: QEMU runs under libfiu; the guest asks for failure
+		# points on its console ("VPMEM-HOST fiu enable|disable NAME").
+		timeout -k 5 "$timeout_s" fiu-run -x -f "$work/fiu" "${q[@]}" -append "$cmdline" \
+			-serial "file:$log" -monitor none -display none </dev/null >"$log.qemu" 2>&1 &
+		local qpid=$! done_lines=0 line pid
+		while kill -0 $qpid 2>/dev/null; do
+			sleep 0.1
+			pid=$(ls "$work"/fiu-*.in 2>/dev/null | head -1 | sed 's/.*fiu-\([0-9]*\)\.in/\1/')
+			[ -n "$pid" ] || continue
+			while IFS= read -r line; do
+				done_lines=$((done_lines + 1))
+				line=${line%$'\r'}
+				set -- ${line#*VPMEM-HOST fiu }
+				fiu-ctrl -f "$work/fiu" -c "$1 name=$2" "$pid" &&
+					echo "host: fiu $1 $2" >> "$log.qemu"
+			done < <(grep -a 'VPMEM-HOST fiu ' "$log" 2>/dev/null | tail -n +$((done_lines + 1)))
+		done
+		wait $qpid || rc=$?
+		;;
+	*)
+		timeout -k 5 "$timeout_s" "${q[@]}" -append "$cmdline" \
+			-serial "file:$log" -monitor none -display none </dev/null >"$log.qemu" 2>&1 || rc=$?
+		;;
+	esac
 	BOOT_SECS=$((SECONDS - t0))
 	return $rc
 }

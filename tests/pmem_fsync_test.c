@@ -11,7 +11,6 @@
 #include "pmem_test.h"
 
 #define FILE_LEN (1 << 20)
-#define MKFS_DONE "/tmp/.pmem_fsync_mkfs_done"
 
 FIXTURE(dax) {
 	char path[64];
@@ -19,13 +18,7 @@ FIXTURE(dax) {
 
 FIXTURE_SETUP(dax)
 {
-	struct stat st;
-
-	/* One mkfs per boot: every test runs in its own child process. */
-	if (stat(MKFS_DONE, &st)) {
-		ASSERT_EQ(0, make_fs(PMEM_DEV)) TH_LOG("mkfs.ext4 on %s failed", PMEM_DEV);
-		close(open(MKFS_DONE, O_CREAT | O_WRONLY, 0644));
-	}
+	ASSERT_EQ(0, ensure_fs(PMEM_DEV)) TH_LOG("mkfs.ext4 on %s failed", PMEM_DEV);
 	ASSERT_EQ(0, mount_dax(PMEM_DEV, PMEM_MNT));
 	snprintf(self->path, sizeof(self->path), PMEM_MNT "/%s", _metadata->name);
 }

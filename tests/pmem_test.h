@@ -19,8 +19,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PMEM_DEV "/dev/pmem0"
+/* The device under test: $VPMEM_ARG if it names one, else /dev/pmem0. */
+#define PMEM_DEV pmem_dev()
 #define PMEM_MNT "/mnt"
+
+static inline const char *pmem_dev(void)
+{
+	const char *arg = getenv("VPMEM_ARG");
+
+	return arg && !strncmp(arg, "/dev/", 5) ? arg : "/dev/pmem0";
+}
 
 /* Read a sysfs attribute into buf (trailing newline removed). */
 static inline int read_attr(const char *path, char *buf, size_t len)
@@ -95,6 +103,21 @@ static inline int make_fs(const char *dev)
 
 	snprintf(cmd, sizeof(cmd), "mkfs.ext4 -q -F %s >/dev/null 2>&1", dev);
 	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* mkfs.ext4 @dev once per boot (tests run each case in a child process). */
+static inline int ensure_fs(const char *dev)
+{
+	char marker[128];
+	struct stat st;
+
+	snprintf(marker, sizeof(marker), "/tmp/.mkfs_done_%s", strrchr(dev, '/') + 1);
+	if (!stat(marker, &st))
+		return 0;
+	if (make_fs(dev))
+		return -1;
+	close(open(marker, O_CREAT | O_WRONLY, 0644));
+	return 0;
 }
 
 static inline int mount_dax(const char *dev, const char *dir)

@@ -25,14 +25,7 @@ impl ConfigReader<'_> {
         let mut buf = [0u8; N];
         // SAFETY: `self.dev` is a bound virtio device, so its configuration operations are
         // valid; `buf` is valid for writes of `N` bytes, which is the length passed.
-        unsafe {
-            (self.get)(
-                self.dev.as_raw(),
-                offset,
-                buf.as_mut_ptr().cast(),
-                N as u32,
-            )
-        };
+        unsafe { (self.get)(self.dev.as_raw(), offset, buf.as_mut_ptr().cast(), N as u32) };
         Ok(buf)
     }
 

@@ -11,11 +11,17 @@
 //!
 //! The queues belong to the device binding, not to the driver. When the device is unbound
 //! (after [`Driver::unbind`](super::Driver::unbind) and after the driver's data is dropped)
-//! the bus, in this order, resets the device, hands every request still in a queue (used or
-//! not) to [`Handler::reclaim`], calls [`Handler::stopped`] and deletes the queues. A driver
+//! the bus, in this order: refuses new requests and gives those in flight a short grace period
+//! to complete normally; resets the device; hands every request still in a queue (used or
+//! not) to [`Handler::reclaim`]; calls [`Handler::stopped`]; and deletes the queues. A driver
 //! that still holds the [`Virtqueues`] afterwards finds them stopped: adding fails with
 //! `ENODEV`. Nothing has to be drained by hand in `remove`, and no callback runs once the
 //! handler could be gone.
+//!
+//! A request the device had not given back by the reset keeps its buffers out of the
+//! allocator for good (the driver still gets its data back): devices are seen to complete
+//! requests even after a reset (QEMU finishes a virtio-pmem flush in a worker thread and then
+//! writes the response), and memory the device may still write must never be reused.
 //!
 //! C header: [`include/linux/virtio.h`](srctree/include/linux/virtio.h)
 
@@ -28,6 +34,7 @@ use crate::{
     new_spinlock_irq,
     prelude::*,
     sync::{aref::ARef, Arc, CondVar, SpinLockIrq, SpinLockIrqGuard},
+    time::{delay::fsleep, Delta, Instant, Monotonic},
 };
 use core::{mem::MaybeUninit, ptr};
 
@@ -111,6 +118,13 @@ impl<D> Request<D> {
         &mut self.inner.data
     }
 
+    /// Gives up the buffers for good, for a request the device may still write: they are
+    /// never freed (nor reused); the request keeps its data and gets empty buffers.
+    fn quarantine(&mut self) {
+        core::mem::forget(core::mem::take(&mut self.inner.out));
+        core::mem::forget(core::mem::take(&mut self.inner.input));
+    }
+
     fn into_token(self) -> *mut c_void {
         KBox::into_raw(self.inner).cast()
     }
@@ -158,10 +172,17 @@ pub trait Handler: Send + Sync + Sized + 'static {
     }
 }
 
+/// How long the teardown waits for requests in flight to complete before it resets the device.
+const GRACE: Delta = Delta::from_millis(1000);
+
 /// The raw queues, only reachable under the lock.
 struct Queues {
     /// The queues `find_vqs` made; emptied when the queues are stopped.
     vqs: KVec<*mut bindings::virtqueue>,
+    /// Requests added and not yet taken back with `get_buf`.
+    in_flight: usize,
+    /// The teardown began: no new request may be added.
+    stopping: bool,
 }
 
 // SAFETY: The raw queue pointers are only used under the `SpinLockIrq` that contains them, which
@@ -240,11 +261,19 @@ impl<H: Handler> Virtqueues<H> {
         let vqs = unsafe { &*this };
         let vdev = vqs.vdev.as_raw();
 
-        // 1. The device lets go of every buffer; its callbacks are done and no more will run.
+        // 1. No new requests; those in flight get a grace period to complete normally,
+        //    through the callback.
+        vqs.inner.lock().queues.stopping = true;
+        let start = Instant::<Monotonic>::now();
+        while vqs.inner.lock().queues.in_flight > 0 && start.elapsed() < GRACE {
+            fsleep(Delta::from_millis(1));
+        }
+
+        // 2. The device lets go of every buffer; its callbacks are done and no more will run.
         // SAFETY: `vdev` is a valid virtio device whose driver is unbinding.
         unsafe { bindings::virtio_reset_device(vdev) };
 
-        // 2. Every request comes back to the driver, used or not.
+        // 3. Every request comes back to the driver, used or not.
         {
             let mut inner = vqs.inner.lock();
             let inner = &mut *inner;
@@ -257,6 +286,7 @@ impl<H: Handler> Virtqueues<H> {
                     if token.is_null() {
                         break;
                     }
+                    inner.queues.in_flight = inner.queues.in_flight.saturating_sub(1);
                     // SAFETY: Only `Locked::add` puts tokens in these queues, each from
                     // `Request<H::Data>::into_token`, and the queue returns each once.
                     let req = unsafe { Request::from_token(token) };
@@ -269,21 +299,27 @@ impl<H: Handler> Virtqueues<H> {
                         break;
                     }
                     // SAFETY: As above.
-                    let req = unsafe { Request::from_token(token) };
+                    let mut req = unsafe { Request::<H::Data>::from_token(token) };
+                    if inner.queues.in_flight > 0 {
+                        // The device saw it and never gave it back: it may still write it.
+                        inner.queues.in_flight -= 1;
+                        req.quarantine();
+                        pr_warn!("virtio: request still with the device at reset; its buffers are kept out of use\n");
+                    }
                     vqs.handler.reclaim(&mut inner.state, req, None);
                 }
             }
             vqs.handler.stopped(&mut inner.state);
         }
 
-        // 3. The queues go away, and with them their interrupts.
+        // 4. The queues go away, and with them their interrupts.
         if let Some(del_vqs) = vqs.vdev.ops().del_vqs {
             // SAFETY: The queues were made by `find_vqs` on `vdev`, hold no buffers, and
             // `vqs.inner` no longer refers to them.
             unsafe { del_vqs(vdev) };
         }
 
-        // 4. Give up the reference `vdev->priv` held; no callback can reach it any more.
+        // 5. Give up the reference `vdev->priv` held; no callback can reach it any more.
         // SAFETY: `vdev` is valid; `priv` is ours (type invariant).
         unsafe { (*vdev).priv_ = ptr::null_mut() };
         // SAFETY: `this` came from `Arc::into_raw` in `find_vqs`; it is released once, here.
@@ -358,7 +394,8 @@ impl<'a, H: Handler> Locked<'a, H> {
     /// Adds `req` to queue `index`: the device reads [`Request::out`] and writes
     /// [`Request::input`]. Returns the request with the error if it was not added: `ENOSPC`
     /// when the queue is full (normal: retry once the device used buffers), `ENODEV` when the
-    /// queues stopped or `index` is out of range, `EIO` when the queue is broken.
+    /// queues are stopping or stopped or `index` is out of range, `EINVAL` for a request
+    /// without buffers, `EIO` when the queue is broken.
     ///
     /// The device is told only on [`Locked::kick`].
     pub fn add(
@@ -367,6 +404,10 @@ impl<'a, H: Handler> Locked<'a, H> {
         req: Request<H::Data>,
     ) -> core::result::Result<(), (Request<H::Data>, Error)> {
         let vq = match self.vq(index) {
+            Ok(_) if self.guard.queues.stopping => return Err((req, ENODEV)),
+            Ok(_) if req.inner.out.is_empty() && req.inner.input.is_empty() => {
+                return Err((req, EINVAL))
+            }
             Ok(vq) => vq,
             Err(e) => return Err((req, e)),
         };
@@ -406,12 +447,23 @@ impl<'a, H: Handler> Locked<'a, H> {
         // describing the request's buffers, which stay allocated and untouched by the CPU until
         // the token comes back from `get_buf` or teardown; `token` is non-null.
         let ret = unsafe {
-            bindings::virtqueue_add_sgs(vq, sgs.as_mut_ptr(), n_out, n_in, token, bindings::GFP_ATOMIC)
+            bindings::virtqueue_add_sgs(
+                vq,
+                sgs.as_mut_ptr(),
+                n_out,
+                n_in,
+                token,
+                bindings::GFP_ATOMIC,
+            )
         };
         if ret != 0 {
             // SAFETY: The queue did not take the token, so it is still ours, from `into_token`.
-            return Err((unsafe { Request::from_token(token) }, Error::from_errno(ret)));
+            return Err((
+                unsafe { Request::from_token(token) },
+                Error::from_errno(ret),
+            ));
         }
+        self.guard.queues.in_flight += 1;
         Ok(())
     }
 
@@ -437,6 +489,7 @@ impl<'a, H: Handler> Locked<'a, H> {
         // SAFETY: Only `add` puts tokens in these queues, each from `into_token` on a
         // `Request<H::Data>`, and the queue returns each token once.
         let req = unsafe { Request::<H::Data>::from_token(token) };
+        self.guard.queues.in_flight = self.guard.queues.in_flight.saturating_sub(1);
         let len = len.min(req.inner.input.len() as u32);
         Some((req, len))
     }
@@ -517,7 +570,11 @@ impl<'a> Device<Core<'a>> {
                 },
                 vdev: dev.as_aref(),
                 inner <- new_spinlock_irq!(Inner {
-                    queues: Queues { vqs: KVec::new() },
+                    queues: Queues {
+                        vqs: KVec::new(),
+                        in_flight: 0,
+                        stopping: false,
+                    },
                     state,
                 }),
                 handler <- handler,

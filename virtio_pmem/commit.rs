@@ -84,9 +84,7 @@ impl Commit {
     /// The answer for a caller waiting for flush `target`, once there is one.
     pub(crate) fn outcome(&self, target: u64) -> Option<Result> {
         let failed = |(from, to): (u64, u64)| from <= target && target <= to;
-        if self.failed_from.is_some_and(|from| from <= target)
-            || self.cleared.is_some_and(failed)
-        {
+        if self.failed_from.is_some_and(|from| from <= target) || self.cleared.is_some_and(failed) {
             Some(Err(EIO))
         } else if self.done >= target {
             Some(Ok(()))

@@ -9,8 +9,7 @@ use crate::{
 use kernel::{
     debugfs::{Dir, File},
     device::Core,
-    fmt,
-    nvdimm,
+    fmt, nvdimm,
     prelude::*,
     str::CString,
     sync::Arc,
@@ -19,10 +18,7 @@ use kernel::{
     virtio::{self, Features},
 };
 
-kernel::virtio_device_table!(
-    VIRTIO_TABLE,
-    [virtio::DeviceId::new(uapi::VIRTIO_ID_PMEM)]
-);
+kernel::virtio_device_table!(VIRTIO_TABLE, [virtio::DeviceId::new(uapi::VIRTIO_ID_PMEM)]);
 
 /// A bound virtio-pmem device.
 ///
@@ -65,7 +61,7 @@ impl VirtioPmem {
             return Err(EINVAL);
         }
         if flusher.with_state(|st| st.commit.clear_error()) {
-            pr_notice!("virtio_pmem_rust: flush error cleared by the administrator\n");
+            pr_notice!("flush error cleared by the administrator\n");
         }
         Ok(())
     }
@@ -82,9 +78,7 @@ impl virtio::Driver for VirtioPmem {
         Ok(())
     }
 
-    fn probe<'bound>(
-        vdev: &'bound virtio::Device<Core<'_>>,
-    ) -> impl PinInit<Self, Error> + 'bound {
+    fn probe<'bound>(vdev: &'bound virtio::Device<Core<'_>>) -> impl PinInit<Self, Error> + 'bound {
         pin_init::pin_init_scope(move || {
             let desc = range::read(vdev)?;
 

@@ -169,7 +169,10 @@ impl virtio::Handler for FlushHandler {
 /// Gives up on the device: every caller and bio fails with `EIO` from now on.
 fn stop(queues: &mut Locked<'_, FlushHandler>) {
     if !queues.state().commit.is_broken() {
-        dev_err!(queues.device(), "device broken; flushes fail until it is re-probed\n");
+        dev_err!(
+            queues.device(),
+            "device broken; flushes fail until it is re-probed\n"
+        );
     }
     queues.state().stop();
 }

@@ -23,8 +23,7 @@ const FLAGS: RegionFlags = RegionFlags::PAGEMAP.union(RegionFlags::ASYNC);
 /// Withdraws `VIRTIO_PMEM_F_SHMEM_REGION` if the device offers it without region 0: the range
 /// then comes from the configuration space.
 pub(crate) fn validate(vdev: &virtio::Device<Core<'_>>, features: &mut Features<'_>) {
-    if features.has(uapi::VIRTIO_PMEM_F_SHMEM_REGION) && vdev.shm_region(SHMEM_REGION).is_none()
-    {
+    if features.has(uapi::VIRTIO_PMEM_F_SHMEM_REGION) && vdev.shm_region(SHMEM_REGION).is_none() {
         dev_notice!(
             vdev,
             "no shared memory region {SHMEM_REGION}: using the configuration space\n"
