@@ -47,10 +47,15 @@ unsafe impl<F: Flush> Sync for Bus<F> {}
 
 impl<F: Flush> Bus<F> {
     /// Registers a bus under `parent`, named by `provider` (shown in sysfs and by ndctl).
+    ///
+    /// With `module`, libnvdimm pins that module while a namespace of the bus is bound, so
+    /// unloading it fails while the `pmem` device exists. Without, the module can be unloaded
+    /// at any time: unloading unbinds the parent, which drops the bus, which removes the
+    /// regions before any of the module's code can go away.
     pub fn register(
         parent: &device::Device<Bound>,
         provider: &'static CStr,
-        module: &'static ThisModule,
+        module: Option<&'static ThisModule>,
     ) -> Result<Self> {
         let desc = KBox::pin(
             Opaque::<bindings::nvdimm_bus_descriptor>::zeroed(),
@@ -60,7 +65,7 @@ impl<F: Flush> Bus<F> {
         unsafe {
             let d = desc.get();
             (*d).provider_name = provider.as_char_ptr().cast_mut();
-            (*d).module = module.as_ptr();
+            (*d).module = module.map_or(core::ptr::null_mut(), |m| m.as_ptr());
         }
         // SAFETY: `parent` is a bound device; `desc` is valid and pinned, and outlives the bus
         // (dropped after `nvdimm_bus_unregister()` in `drop`).

@@ -35,9 +35,9 @@ wait_pmem() {
 }
 
 ktap_print_header
-ktap_set_plan 3
+ktap_set_plan 4
 
-done_cycles=0 hammer_bad=0 ok=0 eio=0
+done_cycles=0 hammer_bad=0 gone_bad=0 ok=0 eio=0
 for c in $(seq "$cycles"); do
 	wait_pmem || { ktap_print_msg "cycle $c: /dev/pmem0 did not come back"; break; }
 	/tests/fsync_hammer /dev/pmem0 8 300 > /tmp/hammer.out 2>&1 &
@@ -45,8 +45,10 @@ for c in $(seq "$cycles"); do
 	sleep 0.1
 	if [ "$mode" = rmmod ]; then
 		rmmod "$mod" || ktap_print_msg "cycle $c: rmmod failed"
+		grep -q "^$mod " /proc/modules && gone_bad=$((gone_bad + 1))
 	else
 		echo "$dev" > "$drv/unbind" || ktap_print_msg "cycle $c: unbind failed"
+		[ -e "$drv/$dev" ] && gone_bad=$((gone_bad + 1))
 	fi
 	if ! wait $pid; then
 		hammer_bad=$((hammer_bad + 1))
@@ -64,6 +66,7 @@ done
 ktap_print_msg "$mode: $done_cycles cycles, fsync ok=$ok eio=$eio"
 
 ktap_test_result "$mode: $cycles cycles completed" [ "$done_cycles" = "$cycles" ]
+ktap_test_result "$mode: the driver was gone every time" [ "$gone_bad" = 0 ]
 ktap_test_result "$mode: every fsync returned 0 or EIO, none hung" [ "$hammer_bad" = 0 ]
 wait_pmem && /tests/fsync_hammer /dev/pmem0 2 200 > /tmp/hammer.out 2>&1
 ktap_print_msg "after: $(cat /tmp/hammer.out)"

@@ -140,6 +140,7 @@ impl<T: Driver + 'static> Adapter<T> {
         //
         // INVARIANT: `vdev` is valid for the duration of `probe_callback()`.
         let vdev = unsafe { &*vdev.cast::<Device<CoreInternal<'_>>>() };
+        super::virtqueue::claim(vdev);
         from_result(|| {
             let data = T::probe(vdev);
             if let Err(e) = vdev.as_ref().set_drvdata(data) {

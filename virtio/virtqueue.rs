@@ -211,7 +211,8 @@ struct Header {
 ///
 /// - Between [`Device::find_vqs`] and the teardown at unbind, `vdev->priv` holds one strong
 ///   reference to this object (an `Arc::into_raw` pointer, which is also a pointer to `header`);
-///   the virtqueues in `inner` exist exactly that long.
+///   the virtqueues in `inner` exist exactly that long. From the start of probe (which clears
+///   it) to the end of remove, nothing else writes `vdev->priv`.
 /// - `inner.queues.vqs` is empty before the queues are live and after they stopped.
 #[repr(C)]
 #[pin_data]
@@ -304,7 +305,10 @@ impl<H: Handler> Virtqueues<H> {
                         // The device saw it and never gave it back: it may still write it.
                         inner.queues.in_flight -= 1;
                         req.quarantine();
-                        pr_warn!("virtio: request still with the device at reset; its buffers are kept out of use\n");
+                        dev_warn!(
+                            vqs.device(),
+                            "request not given back at reset, buffers kept\n"
+                        );
                     }
                     vqs.handler.reclaim(&mut inner.state, req, None);
                 }
@@ -610,6 +614,16 @@ impl<'a> Device<Core<'a>> {
         vqs.inner.lock().queues.vqs = found;
         Ok(vqs)
     }
+}
+
+/// Takes `vdev->priv` for this binding. Called at the start of probe.
+///
+/// What a previous driver left there is not ours: the C virtio drivers leave it pointing to
+/// memory they freed at remove.
+pub(super) fn claim(dev: &Device<CoreInternal<'_>>) {
+    // SAFETY: `dev` is valid; a probing driver owns `priv`, which the previous binding has
+    // stopped using (its remove returned).
+    unsafe { (*dev.as_raw()).priv_ = ptr::null_mut() };
 }
 
 /// Stops the queues of `dev`, if it has any. Called at unbind.

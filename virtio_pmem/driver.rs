@@ -87,8 +87,9 @@ impl virtio::Driver for VirtioPmem {
                 .inspect_err(|e| dev_err!(vdev, "cannot set up the request queue: {e:?}\n"))?;
             let flusher = Arc::new(Flusher::new(vqs), GFP_KERNEL)?;
 
-            let module = &<crate::LocalModule as kernel::ModuleMetadata>::THIS_MODULE;
-            let mut bus = nvdimm::Bus::register(vdev.as_ref(), c"virtio-pmem", module)
+            // The module is not pinned by its namespaces: unloading it unbinds the device,
+            // which tears the bus down synchronously, last flush included.
+            let mut bus = nvdimm::Bus::register(vdev.as_ref(), c"virtio-pmem", None)
                 .inspect_err(|_| dev_err!(vdev, "cannot register the nvdimm bus\n"))?;
             // The region can flush as soon as it exists.
             vdev.ready();
