@@ -205,3 +205,27 @@ impl Drop for FlushBioList {
         self.end_all(Err(EIO));
     }
 }
+
+#[kunit_tests(rust_kernel_nvdimm_flush)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn null_bio_is_a_sync_flush() {
+        // SAFETY: A null bio is always allowed.
+        let req = unsafe { FlushRequest::from_raw(core::ptr::null_mut()) };
+        assert!(req.is_sync());
+    }
+
+    #[test]
+    fn empty_bio_list() {
+        let mut list = FlushBioList::new();
+        assert!(list.is_empty());
+        assert_eq!(list.len(), 0);
+        assert!(list.pop().is_none());
+        let mut other = FlushBioList::new();
+        list.append(&mut other);
+        assert!(list.is_empty() && other.is_empty());
+        list.end_all(Ok(()));
+    }
+}

@@ -77,7 +77,9 @@ impl Device<Bound> {
     /// generation. Fails with `ENODEV` if the transport gives no configuration access, with
     /// `EAGAIN` if the generation does not settle.
     ///
-    /// Offsets must lie inside the device's configuration layout: transports do not bound them.
+    /// Offsets must lie inside the device's configuration layout, which `f` knows and the
+    /// transports do not tell: virtio-pci `BUG()`s on a read past the end of what the device
+    /// offers (the C accessors share this limit).
     pub fn read_config<R>(&self, mut f: impl FnMut(&ConfigReader<'_>) -> Result<R>) -> Result<R> {
         // SAFETY: A bound device has valid configuration operations.
         let ops = unsafe { &*(*self.as_raw()).config };

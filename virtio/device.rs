@@ -13,6 +13,11 @@ use core::{marker::PhantomData, mem::offset_of, ptr::NonNull};
 /// Number of feature bits a virtio device can have (`VIRTIO_FEATURES_BITS`).
 const FEATURE_BITS: u32 = bindings::VIRTIO_FEATURES_U64S * 64;
 
+/// Whether `bit` names a feature bit; the C bit helpers `BUG()` on others.
+const fn feature_in_range(bit: u32) -> bool {
+    bit < FEATURE_BITS
+}
+
 /// A virtio device (`struct virtio_device`).
 ///
 /// The device context `Ctx` tells what the holder may do: any context can test features and
@@ -80,13 +85,32 @@ impl<Ctx: DeviceContext> Device<Ctx> {
     pub fn has_feature(&self, bit: u32) -> bool {
         // `__virtio_test_bit()` BUGs on out-of-range bits.
         // SAFETY: By the type invariant `self.as_raw()` is valid and `bit` is in range.
-        bit < FEATURE_BITS && unsafe { bindings::__virtio_test_bit(self.as_raw(), bit) }
+        feature_in_range(bit) && unsafe { bindings::__virtio_test_bit(self.as_raw(), bit) }
     }
+}
 
+impl Device {
+    /// Views the device as bound.
+    ///
+    /// # Safety
+    ///
+    /// The caller must make sure the device is bound to its driver for as long as the returned
+    /// reference is used.
+    pub(super) unsafe fn assume_bound(&self) -> &Device<Bound> {
+        // SAFETY: `Device<Ctx>` is a transparent wrapper whatever `Ctx`; the caller guarantees
+        // the device is bound.
+        unsafe { &*core::ptr::from_ref(self).cast::<Device<Bound>>() }
+    }
+}
+
+impl Device<Bound> {
     /// The device status.
+    ///
+    /// Only for bound devices: once unbound, the transport may have unmapped the registers.
     pub fn status(&self) -> Status {
         match self.ops().get_status {
-            // SAFETY: `self` is a valid virtio device and `get_status` one of its operations.
+            // SAFETY: `self` is a valid, bound virtio device and `get_status` one of its
+            // operations.
             Some(get_status) => Status(unsafe { get_status(self.as_raw()) }),
             None => Status(0),
         }
@@ -143,7 +167,7 @@ impl<'a> Features<'a> {
 
     /// Withdraws feature `bit`, for instance because the device lacks something it implies.
     pub fn clear(&mut self, bit: u32) {
-        if bit < FEATURE_BITS {
+        if feature_in_range(bit) {
             // SAFETY: The device is in feature validation (the only place a `Features` exists),
             // when the driver may still change the feature set; `bit` is in range.
             unsafe { bindings::__virtio_clear_bit(self.dev.as_raw(), bit) };
@@ -200,3 +224,27 @@ unsafe impl Sync for Device {}
 
 // SAFETY: As for `Device<Normal>`: `Bound` adds configuration reads, which transports serialise.
 unsafe impl Sync for Device<Bound> {}
+
+#[macros::kunit_tests(rust_kernel_virtio_device)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_bits() {
+        // Device-specific bits, the transport range and the extended range are all valid.
+        assert!(feature_in_range(0));
+        assert!(feature_in_range(bindings::VIRTIO_F_VERSION_1));
+        assert!(feature_in_range(127));
+        assert!(!feature_in_range(128));
+        assert!(!feature_in_range(u32::MAX));
+    }
+
+    #[test]
+    fn status_bits() {
+        let s = Status(
+            (bindings::VIRTIO_CONFIG_S_DRIVER_OK | bindings::VIRTIO_CONFIG_S_NEEDS_RESET) as u8,
+        );
+        assert!(s.driver_ok() && s.needs_reset() && !s.failed());
+        assert!(!Status(0).driver_ok());
+    }
+}

@@ -112,6 +112,7 @@ unsafe impl<T: Driver + 'static> driver::RegistrationOps for Adapter<T> {
             (*vdrv).probe = Some(Self::probe_callback);
             (*vdrv).remove = Some(Self::remove_callback);
             (*vdrv).config_changed = Some(Self::config_changed_callback);
+            (*vdrv).freeze = Some(Self::freeze_callback);
         }
         // SAFETY: `vdrv` is a valid `struct virtio_driver`, pinned until `unregister`.
         to_result(unsafe { bindings::__register_virtio_driver(vdrv, module.as_ptr()) })
@@ -170,6 +171,15 @@ impl<T: Driver + 'static> Adapter<T> {
         drop(unsafe { vdev.as_ref().drvdata_obtain::<T::Data<'_>>() });
 
         vdev.unbind_teardown();
+    }
+
+    /// Rust virtio drivers do not support system sleep yet: refuse it, rather than let the
+    /// core reset the device under the driver and bring it back without its queues.
+    extern "C" fn freeze_callback(vdev: *mut bindings::virtio_device) -> c_int {
+        // SAFETY: The virtio core calls `freeze` with a valid, bound device.
+        let vdev = unsafe { &*vdev.cast::<Device<BoundInternal>>() };
+        dev_err!(vdev, "suspend and hibernation are not supported\n");
+        EOPNOTSUPP.to_errno()
     }
 
     extern "C" fn config_changed_callback(vdev: *mut bindings::virtio_device) {

@@ -72,3 +72,23 @@ macro_rules! virtio_device_table {
                                      [$($id),*]);
     };
 }
+
+#[macros::kunit_tests(rust_kernel_virtio_id)]
+mod tests {
+    use super::*;
+    use core::mem::{offset_of, size_of};
+
+    #[test]
+    fn id_matches_the_c_layout() {
+        // modpost reads the table as `struct virtio_device_id` entries.
+        assert_eq!(
+            size_of::<DeviceId>(),
+            size_of::<bindings::virtio_device_id>()
+        );
+        assert_eq!(offset_of!(bindings::virtio_device_id, device), 0);
+        assert_eq!(offset_of!(bindings::virtio_device_id, vendor), 4);
+        let id = DeviceId::with_vendor(27, 0x1af4);
+        assert_eq!((id.device(), id.vendor()), (27, 0x1af4));
+        assert_eq!(DeviceId::new(27).vendor(), 0xffff_ffff);
+    }
+}

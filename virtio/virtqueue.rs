@@ -33,8 +33,8 @@ use crate::{
     ffi::c_void,
     new_spinlock_irq,
     prelude::*,
-    sync::{aref::ARef, Arc, CondVar, SpinLockIrq, SpinLockIrqGuard},
-    time::{delay::fsleep, Delta, Instant, Monotonic},
+    sync::{aref::ARef, Arc, CondVar, CondVarTimeoutResult, SpinLockIrq, SpinLockIrqGuard},
+    time::{delay::fsleep, msecs_to_jiffies, Delta, Instant, Monotonic},
 };
 use core::{mem::MaybeUninit, ptr};
 
@@ -171,6 +171,9 @@ pub trait Handler: Send + Sync + Sized + 'static {
         let _ = state;
     }
 }
+
+/// How long [`Locked::wait_timeout`] sleeps at a time while a signal is pending.
+const SIGNAL_BACKOFF_MS: i64 = 10;
 
 /// How long the teardown waits for requests in flight to complete before it resets the device.
 const GRACE: Delta = Delta::from_millis(1000);
@@ -386,9 +389,33 @@ impl<'a, H: Handler> Locked<'a, H> {
         &self.vqs.vdev
     }
 
+    /// Sleeps on `cond` for at most `timeout` with the queues unlocked, relocking them before
+    /// returning; returns `false` if the time ran out.
+    ///
+    /// The sleep is interruptible, so a long one is not reported as a hung task; while a
+    /// signal is pending it becomes a short uninterruptible sleep instead, so callers that loop
+    /// on it do not spin. Wake-ups may be spurious, so check the condition again.
+    pub fn wait_timeout(&mut self, cond: &CondVar, timeout: Delta) -> bool {
+        let ms = u32::try_from(timeout.as_millis_ceil()).unwrap_or(u32::MAX);
+        match cond.wait_interruptible_timeout(&mut self.guard, msecs_to_jiffies(ms)) {
+            CondVarTimeoutResult::Timeout => false,
+            CondVarTimeoutResult::Woken { .. } => true,
+            CondVarTimeoutResult::Signal { .. } => {
+                self.guard
+                    .do_unlocked(|| fsleep(Delta::from_millis(SIGNAL_BACKOFF_MS)));
+                true
+            }
+        }
+    }
+
     /// The device status; `None` once the queues stopped.
+    ///
+    /// Reads the status from the transport under the queues' lock, which is fine for PCI and
+    /// MMIO; on transports whose status read sleeps (virtio-ccw) it must not be used.
     pub fn device_status(&self) -> Option<super::Status> {
-        self.is_live().then(|| self.vqs.vdev.status())
+        // SAFETY: The queues are live, which they are only while the driver is bound.
+        self.is_live()
+            .then(|| unsafe { self.vqs.vdev.assume_bound() }.status())
     }
 
     fn vq(&self, index: usize) -> Result<*mut bindings::virtqueue> {
@@ -637,4 +664,47 @@ pub(super) fn teardown(dev: &Device<CoreInternal<'_>>) {
     // SAFETY: A non-null `priv` was set by `find_vqs` to a `Virtqueues`, whose first field is
     // its `Header` (`#[repr(C)]`); the driver is unbinding.
     unsafe { ((*header).stop)(header) };
+}
+
+#[kunit_tests(rust_kernel_virtio_virtqueue)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_round_trip_keeps_buffers_and_data() -> Result {
+        let mut req = Request::new(4, 8, 42u64, GFP_KERNEL)?;
+        req.out_mut().copy_from_slice(&[1, 2, 3, 4]);
+        req.input_mut()[7] = 9;
+        let (out, input) = (req.out().as_ptr(), req.input().as_ptr());
+
+        let token = req.into_token();
+        assert!(!token.is_null());
+        // SAFETY: `token` comes from `into_token` on a `Request<u64>`, taken back once.
+        let req = unsafe { Request::<u64>::from_token(token) };
+
+        // The same buffers, untouched, and the same data come back.
+        assert_eq!(req.out().as_ptr(), out);
+        assert_eq!(req.input().as_ptr(), input);
+        assert_eq!(req.out(), &[1, 2, 3, 4]);
+        assert_eq!(req.input()[7], 9);
+        assert_eq!(*req.data(), 42);
+        Ok(())
+    }
+
+    #[test]
+    fn quarantine_keeps_data_and_drops_buffers() -> Result {
+        let mut req = Request::new(4, 4, 7u32, GFP_KERNEL)?;
+        req.quarantine();
+        assert!(req.out().is_empty());
+        assert!(req.input().is_empty());
+        assert_eq!(*req.data(), 7);
+        Ok(())
+    }
+
+    #[test]
+    fn request_needs_a_buffer() {
+        assert_eq!(Request::new(0, 0, (), GFP_KERNEL).err(), Some(EINVAL));
+        assert!(Request::new(0, 4, (), GFP_KERNEL).is_ok());
+        assert!(Request::new(4, 0, (), GFP_KERNEL).is_ok());
+    }
 }

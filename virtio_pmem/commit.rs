@@ -38,7 +38,9 @@ pub(crate) struct Commit {
     in_flight: bool,
     /// The first failed flush, while the failure is sticky.
     failed_from: Option<u64>,
-    /// Flushes `a..=b` failed in an earlier episode that was cleared.
+    /// Flushes `a..=b` failed in earlier episodes that were cleared: one interval covering all
+    /// of them, which may also cover successful flushes between episodes. Waiters for those
+    /// get `EIO` if they only look after a later clear: wrong the safe way.
     cleared: Option<(u64, u64)>,
     /// The device is stopped, reset or broken: nothing can be sent any more.
     broken: bool,
@@ -101,7 +103,8 @@ impl Commit {
             Some(from) => {
                 // Number new flushes past every failed one, sent or only promised.
                 let last = self.sent.max(self.wanted);
-                self.cleared = Some((from, last));
+                let first = self.cleared.map_or(from, |(first, _)| first);
+                self.cleared = Some((first, last));
                 self.sent = last;
                 self.done = last;
                 self.wanted = last;
@@ -185,6 +188,13 @@ mod tests {
         assert!(!c.completed(true));
         assert_eq!(c.outcome(1), Some(Err(EIO)));
         assert_eq!(c.outcome(3), Some(Ok(())));
+        // A second episode: the waiters of both stay failed.
+        assert_eq!(c.join(), Join::Send(4));
+        c.sent();
+        assert!(!c.completed(false));
+        assert!(c.clear_error());
+        assert_eq!(c.outcome(2), Some(Err(EIO)));
+        assert_eq!(c.outcome(4), Some(Err(EIO)));
     }
 
     #[test]

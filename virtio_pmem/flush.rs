@@ -13,13 +13,19 @@ use kernel::{
     nvdimm::{Flush, FlushBio, FlushBioList},
     prelude::*,
     sync::{Arc, CondVar},
-    time::{Instant, Monotonic},
+    time::{Delta, Instant, Monotonic},
     uapi,
     virtio::{self, Locked, Request, Virtqueues},
 };
 
 /// The request queue, the only queue of the device.
 const REQ_QUEUE: usize = 0;
+
+/// How often a waiting caller checks that the device still works.
+const HEALTH_CHECK: Delta = Delta::from_millis(1000);
+
+/// How long the host may take to answer a flush before the device is given up for broken.
+const FLUSH_TIMEOUT: Delta = Delta::from_millis(60_000);
 
 /// What the response holds until the host answers: failure, so that a request the host
 /// dropped or truncated never reads as a success.
@@ -177,6 +183,27 @@ fn stop(queues: &mut Locked<'_, FlushHandler>) {
     queues.state().stop();
 }
 
+/// Gives up on a device that can no longer answer: its queue broke (the device was
+/// surprise-removed or misbehaved; no callback comes then), or the host sat on a flush for
+/// [`FLUSH_TIMEOUT`]. Wakes every waiter if so.
+fn check_health(queues: &mut Locked<'_, FlushHandler>) {
+    let late = queues
+        .state()
+        .sent_at
+        .is_some_and(|sent| sent.elapsed() > FLUSH_TIMEOUT);
+    if !queues.state().commit.is_broken() && (late || queues.is_broken(REQ_QUEUE)) {
+        if late {
+            dev_err!(
+                queues.device(),
+                "the host has not answered a flush for {} s\n",
+                FLUSH_TIMEOUT.as_millis() / 1000
+            );
+        }
+        stop(queues);
+        queues.handler().answered.notify_all();
+    }
+}
+
 /// Sends the next flush. On failure the device is marked broken.
 fn send(queues: &mut Locked<'_, FlushHandler>) -> Result {
     if queues.device_status().is_none_or(|s| s.needs_reset()) {
@@ -247,7 +274,9 @@ impl Flush for Flusher {
             if let Some(result) = queues.state().commit.outcome(target) {
                 return result;
             }
-            queues.wait(answered);
+            if !queues.wait_timeout(answered, HEALTH_CHECK) {
+                check_health(&mut queues);
+            }
         }
     }
 
