@@ -8,6 +8,7 @@
 # from its debugfs counters.  Each run is a test: every call must succeed.
 
 . /tests/ktap_helpers.sh
+. /tests/pmem_lib.sh
 
 secs=${VPMEM_BENCH_SECS:-3}
 for arg in $(cat /proc/cmdline); do
@@ -33,8 +34,7 @@ ktap_set_plan 8
 for drv in ${VPMEM_BENCH_ORDER:-c rust}; do
 	case $drv in c) mod=virtio_pmem ;; rust) mod=virtio_pmem_rust ;; esac
 	modprobe $mod
-	i=0
-	while [ ! -b /dev/pmem0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+	wait_pmem
 	bound=0
 	ls /sys/bus/virtio/drivers/$mod/ 2>/dev/null | grep -q '^virtio' && [ -b /dev/pmem0 ] && bound=1
 	ktap_test_result "$drv: $mod drives /dev/pmem0" [ $bound = 1 ]

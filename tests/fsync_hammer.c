@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pmem_test.h"
+
 #define BLOCK 4096
 #define MAX_THREADS 64
 #define SLOW_NS (10ull * 1000 * 1000 * 1000)
@@ -30,14 +32,6 @@ struct result {
 	int other_errno;
 	int idx;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 static void *hammer(void *arg)
 {

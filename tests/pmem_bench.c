@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pmem_test.h"
+
 #define BLOCK 4096
 #define MAX_THREADS 64
 #define MAX_SAMPLES (1 << 16)
@@ -31,14 +33,6 @@ struct worker {
 	uint32_t *lat_us;
 	unsigned long nlat;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
-}
 
 static void *run(void *arg)
 {

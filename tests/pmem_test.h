@@ -17,11 +17,21 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The device under test: $VPMEM_ARG if it names one, else /dev/pmem0. */
 #define PMEM_DEV pmem_dev()
 #define PMEM_MNT "/mnt"
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
 
 static inline const char *pmem_dev(void)
 {

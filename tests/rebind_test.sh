@@ -7,6 +7,7 @@
 # device must work afterwards.
 
 . /tests/ktap_helpers.sh
+. /tests/pmem_lib.sh
 
 mode=${VPMEM_ARG:-unbind}
 cycles=${VPMEM_CYCLES:-50}
@@ -16,23 +17,7 @@ c) mod=virtio_pmem ;;
 esac
 drv=/sys/bus/virtio/drivers/$mod
 
-# The first virtio-pmem device (virtio device id 27).
-dev=
-for d in /sys/bus/virtio/devices/*; do
-	if [ "$(cat "$d/device")" = 0x001b ]; then
-		dev=${d##*/}
-		break
-	fi
-done
-
-wait_pmem() {
-	i=0
-	while [ ! -b /dev/pmem0 ] && [ $i -lt 200 ]; do
-		sleep 0.05
-		i=$((i + 1))
-	done
-	[ -b /dev/pmem0 ]
-}
+dev=$(pmem_virtio_dev)
 
 ktap_print_header
 ktap_set_plan 4

@@ -7,16 +7,11 @@
 # binding's request must be answered or reclaimed, exactly once.
 
 . /tests/ktap_helpers.sh
+. /tests/pmem_lib.sh
 
 cycles=20
 drv=/sys/bus/virtio/drivers/rust_driver_virtio
-dev=
-for d in /sys/bus/virtio/devices/*; do
-	if [ "$(cat "$d/device")" = 0x001b ]; then
-		dev=${d##*/}
-		break
-	fi
-done
+dev=$(pmem_virtio_dev)
 
 ktap_print_header
 ktap_set_plan 3

@@ -445,34 +445,26 @@ impl<'a, H: Handler> Locked<'a, H> {
         let mut out = MaybeUninit::<bindings::scatterlist>::uninit();
         let mut input = MaybeUninit::<bindings::scatterlist>::uninit();
         let mut sgs = [ptr::null_mut::<bindings::scatterlist>(); 2];
-        let (mut n_out, mut n_in) = (0u32, 0u32);
+        // Device-readable entries first, then device-writable ones: `n` counts each kind.
+        let mut n = [0u32; 2];
         let mut nsg = 0;
-        if !req.inner.out.is_empty() {
-            // SAFETY: `out` is valid for writes; the buffer is a live `kmalloc` allocation of
-            // that length (checked to fit in `u32` by `Request::new`), in the linear map.
+        for (i, (sg, buf)) in [(&mut out, &req.inner.out), (&mut input, &req.inner.input)]
+            .into_iter()
+            .enumerate()
+        {
+            if buf.is_empty() {
+                continue;
+            }
+            // SAFETY: `sg` is valid for writes; `buf` is a live `kmalloc` allocation of that
+            // length (checked to fit in `u32` by `Request::new`), in the linear map.
             unsafe {
-                bindings::sg_init_one(
-                    out.as_mut_ptr(),
-                    req.inner.out.as_ptr().cast(),
-                    req.inner.out.len() as u32,
-                )
+                bindings::sg_init_one(sg.as_mut_ptr(), buf.as_ptr().cast(), buf.len() as u32)
             };
-            sgs[nsg] = out.as_mut_ptr();
+            sgs[nsg] = sg.as_mut_ptr();
             nsg += 1;
-            n_out = 1;
+            n[i] = 1;
         }
-        if !req.inner.input.is_empty() {
-            // SAFETY: As above, for the device-writable buffer.
-            unsafe {
-                bindings::sg_init_one(
-                    input.as_mut_ptr(),
-                    req.inner.input.as_ptr().cast(),
-                    req.inner.input.len() as u32,
-                )
-            };
-            sgs[nsg] = input.as_mut_ptr();
-            n_in = 1;
-        }
+        let (n_out, n_in) = (n[0], n[1]);
         let token = req.into_token();
         // SAFETY: `vq` is live and locked; `sgs` holds `n_out + n_in` initialised entries
         // describing the request's buffers, which stay allocated and untouched by the CPU until
