@@ -21,3 +21,24 @@ wait_pmem() {
 	done
 	[ -b /dev/pmem0 ]
 }
+
+# kmemleak: forget the objects suspected so far (call before the work under test).
+leak_mark() {
+	echo clear > /sys/kernel/debug/kmemleak
+}
+
+# kmemleak: count objects leaked since leak_mark (prints their reports); waits for
+# the minimum object age and scans twice, as kmemleak advises against transient
+# false positives.
+leak_count() {
+	sleep 6
+	# A kmemleak that is missing or turned itself off must not pass for "no leaks".
+	if ! echo scan > /sys/kernel/debug/kmemleak || ! echo scan > /sys/kernel/debug/kmemleak; then
+		echo "# kmemleak is not available" >&2
+		echo unavailable
+		return
+	fi
+	n=$(grep -c '^unreferenced object' /sys/kernel/debug/kmemleak)
+	[ "$n" = 0 ] || head -60 /sys/kernel/debug/kmemleak | sed 's/^/# /' >&2
+	echo "$n"
+}

@@ -4,7 +4,7 @@
 # Take the driver away and back VPMEM_CYCLES times (default 50) while 8
 # threads fsync /dev/pmem0: VPMEM_ARG=unbind (sysfs unbind/bind) or rmmod
 # (rmmod/modprobe).  Every fsync must return 0 or EIO, none may hang, and the
-# device must work afterwards.
+# device must work afterwards, and kmemleak must find nothing leaked.
 
 . /tests/ktap_helpers.sh
 . /tests/pmem_lib.sh
@@ -20,8 +20,9 @@ drv=/sys/bus/virtio/drivers/$mod
 dev=$(pmem_virtio_dev)
 
 ktap_print_header
-ktap_set_plan 4
+ktap_set_plan 5
 
+leak_mark
 done_cycles=0 hammer_bad=0 gone_bad=0 ok=0 eio=0
 for c in $(seq "$cycles"); do
 	wait_pmem || { ktap_print_msg "cycle $c: /dev/pmem0 did not come back"; break; }
@@ -58,4 +59,6 @@ ktap_print_msg "after: $(cat /tmp/hammer.out)"
 # (ktap_test_result splits its command on spaces: the pattern uses '.' for them.)
 ktap_test_result "$mode: the device works afterwards" \
 	grep -q '^fsync.ok=[1-9][0-9]*.eio=0.other=0' /tmp/hammer.out
+leaks=$(leak_count | tail -1)
+ktap_test_result "$mode: no memory leaked (kmemleak: $leaks suspects)" [ "$leaks" = 0 ]
 ktap_finished

@@ -14,7 +14,8 @@ drv=/sys/bus/virtio/drivers/rust_driver_virtio
 dev=$(pmem_virtio_dev)
 
 ktap_print_header
-ktap_set_plan 3
+ktap_set_plan 4
+leak_mark
 for c in $(seq $cycles); do
 	[ $((c % 2)) = 0 ] && sleep 0.2
 	echo "$dev" > "$drv/unbind"
@@ -31,4 +32,6 @@ ktap_test_result "bound $((cycles + 1)) times" [ "$probes" = $((cycles + 1)) ]
 ktap_test_result "every request answered or reclaimed once" \
 	[ $((answered + reclaimed)) = "$probes" ]
 ktap_test_result "the host answered flushes with success" [ "$answered" -gt 0 ]
+leaks=$(leak_count | tail -1)
+ktap_test_result "no memory leaked (kmemleak: $leaks suspects)" [ "$leaks" = 0 ]
 ktap_finished
