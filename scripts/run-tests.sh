@@ -167,6 +167,10 @@ while read -r name drv devs tests extra; do
 	qrc=0
 	boot "$name" "$drv" "$devs" "$tests" "${extra:-}" || qrc=$?
 	judge "$name" "$logdir/$name.log" "$qrc" | tee -a "$results"
+	# Benchmark results, if the boot had any (kept in $VPMEM_CACHE/bench.txt).
+	if grep -aq '^BENCH' "$logdir/$name.log" 2>/dev/null; then
+		grep -a '^BENCH' "$logdir/$name.log" | sed "s/^/$name: /" | tee -a "$VPMEM_CACHE/bench.txt"
+	fi
 	ran=$((ran + 1))
 done < "$plan"
 [ $ran -gt 0 ] || die "no boot matched: ${want[*]}"
