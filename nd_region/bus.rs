@@ -29,13 +29,14 @@ struct Region<F: Flush> {
 ///
 /// # Invariants
 ///
-/// - `bus` is a bus registered with `desc` (which it points to) and not unregistered yet.
+/// - `bus` is a bus registered with `_desc` (which it points to) and not unregistered yet.
 /// - Each `regions[i].raw` is a region of `bus` whose provider data is `regions[i].flush`, an
 ///   `Arc<F>` reference owned by this object.
 pub struct Bus<F: Flush> {
     bus: NonNull<bindings::nvdimm_bus>,
     regions: KVec<Region<F>>,
-    desc: Pin<KBox<Opaque<bindings::nvdimm_bus_descriptor>>>,
+    /// Kept alive until the bus is unregistered (it points to it); freed after `drop`.
+    _desc: Pin<KBox<Opaque<bindings::nvdimm_bus_descriptor>>>,
 }
 
 // SAFETY: The bus and region pointers are only passed to libnvdimm functions that may be called
@@ -73,7 +74,7 @@ impl<F: Flush> Bus<F> {
         Ok(Self {
             bus: NonNull::new(bus).ok_or(ENXIO)?,
             regions: KVec::new(),
-            desc,
+            _desc: desc,
         })
     }
 
@@ -176,7 +177,6 @@ impl<F: Flush> Drop for Bus<F> {
             // from `Arc::into_raw` and is released once, here.
             drop(unsafe { Arc::from_raw(region.flush) });
         }
-        // `self.desc` is freed after this, once the bus no longer refers to it.
-        let _ = &self.desc;
+        // `self._desc` is freed after this, once the bus no longer refers to it.
     }
 }
