@@ -10,7 +10,8 @@
 #   4. make bzImage modules, install modules into $KBUILD_OUT/mods.
 #
 # Environment: KERNEL_SRC (a 7.3 tree; default: the one setup unpacked),
-# KBUILD_OUT (output dir), JOBS, EXTRA_MAKEFLAGS (e.g. CLIPPY=1).
+# KBUILD_OUT (output dir), JOBS, EXTRA_MAKEFLAGS (e.g. CLIPPY=1), VPMEM_VARIANT
+# (adds kernel/variants/$VPMEM_VARIANT.config; default output dir build-$VPMEM_VARIANT).
 
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -65,6 +66,10 @@ link_files() {
 
 configure() {
 	local frags=("$REPO"/kernel/*.config)
+	if [ -n "$VPMEM_VARIANT" ]; then
+		[ -f "$REPO/kernel/variants/$VPMEM_VARIANT.config" ] || die "no variant $VPMEM_VARIANT"
+		frags+=("$REPO/kernel/variants/$VPMEM_VARIANT.config")
+	fi
 	local sum
 	sum=$(cat "${frags[@]}" | sha1sum | cut -d' ' -f1)
 	mkdir -p "$KBUILD_OUT"
@@ -76,15 +81,19 @@ configure() {
 	(cd "$KBUILD_OUT" && KCONFIG_CONFIG=.config \
 		"$KERNEL_SRC/scripts/kconfig/merge_config.sh" -m -O "$KBUILD_OUT" .config "${frags[@]}" >/dev/null)
 	kmake -s -C "$KERNEL_SRC" O="$KBUILD_OUT" olddefconfig >/dev/null
-	# Options drop out silently when a dependency is missing: check them all.
+	# Options drop out silently when a dependency is missing: check them all (the last
+	# fragment that sets an option wins, as in merge_config.sh).
 	local line bad=0
+	declare -A want=()
 	while read -r line; do
-		case "$line" in CONFIG_*=[ym]|CONFIG_*=[0-9]*) ;; *) continue ;; esac
+		case "$line" in CONFIG_*=[ym]|CONFIG_*=[0-9]*) want[${line%%=*}]=$line ;; esac
+	done < <(cat "${frags[@]}")
+	for line in "${want[@]}"; do
 		if ! grep -qx "$line" "$KBUILD_OUT/.config"; then
 			echo "config: requested $line, got: $(grep "^${line%%=*}=" "$KBUILD_OUT/.config" || echo 'not set')" >&2
 			bad=1
 		fi
-	done < <(cat "${frags[@]}")
+	done
 	[ $bad = 0 ] || die "kernel configuration lost requested options (see above)"
 	echo "$sum" > "$KBUILD_OUT/.vpmem-config"
 }

@@ -3,7 +3,8 @@
 #
 # Static checks of the project's code, in the configured kernel tree:
 #   rustfmtcheck, a CLIPPY=1 rebuild of the project's Rust code with no warnings,
-#   rustdoc with no warnings, and checkpatch on the project's C, Rust and patches.
+#   rustdoc with no warnings, the Kconfig rule that the C and Rust drivers are never
+#   both built in, and checkpatch on the project's C, Rust and patches.
 # Needs a prepared tree (scripts/build.sh prepare, or a full build).
 
 set -euo pipefail
@@ -48,6 +49,25 @@ elif grep -E -A8 '^(warning|error)(\[|:)' "$log_file" | grep -E 'virtio|nvdimm' 
 	grep -E -A8 '^(warning|error)(\[|:)' "$log_file" | head -60 >&2
 	bad "rustdoc warnings in the project's code (full log: $log_file)"
 fi
+
+step "Kconfig: the two drivers are never built in together"
+# From the configured tree, ask for both built in, then only ours: olddefconfig must keep
+# ours a module in the first case and built in in the second.
+kc=$(mktemp -d "${TMPDIR:-/tmp}/vpmem-kconfig.XXXXXX")
+for want in "y y m" "m y y"; do
+	set -- $want
+	cp "$KBUILD_OUT/.config" "$kc/.config"
+	"$KERNEL_SRC/scripts/config" --file "$kc/.config" --set-val VIRTIO_PMEM "$1" \
+		--set-val VIRTIO_PMEM_RUST "$2"
+	kmake -s -C "$KERNEL_SRC" O="$kc" olddefconfig >/dev/null 2>&1 || bad "Kconfig: olddefconfig failed"
+	got=$(sed -n 's/^CONFIG_VIRTIO_PMEM_RUST=//p' "$kc/.config")
+	if [ "$got" = "$3" ]; then
+		log "check: VIRTIO_PMEM=$1, VIRTIO_PMEM_RUST=$2 requested: VIRTIO_PMEM_RUST=$got"
+	else
+		bad "Kconfig: VIRTIO_PMEM=$1 with VIRTIO_PMEM_RUST=$2 gave VIRTIO_PMEM_RUST=${got:-n}, not $3"
+	fi
+done
+rm -rf "$kc"
 
 step "checkpatch"
 cp_opts=(--no-tree --quiet --strict --show-types --ignore SPDX_LICENSE_TAG,FILE_PATH_CHANGES,COMMIT_MESSAGE,GIT_COMMIT_ID,FROM_SIGN_OFF_MISMATCH,MISSING_SIGN_OFF,EMAIL_SUBJECT)

@@ -7,7 +7,9 @@ TOOLS=$VPMEM_CACHE/tools
 KSRC_PRISTINE=$VPMEM_CACHE/linux-7.3
 # The tree we build in: the unpacked source by default, or the user's own.
 KERNEL_SRC=${KERNEL_SRC:-$KSRC_PRISTINE}
-KBUILD_OUT=${KBUILD_OUT:-$VPMEM_CACHE/build}
+# A variant adds kernel/variants/$VPMEM_VARIANT.config and builds in its own directory.
+VPMEM_VARIANT=${VPMEM_VARIANT:-}
+KBUILD_OUT=${KBUILD_OUT:-$VPMEM_CACHE/build${VPMEM_VARIANT:+-$VPMEM_VARIANT}}
 LLVM_DIR=${LLVM_DIR:-/usr/lib/llvm-19}
 RUSTC=${RUSTC:-/usr/bin/rustc}
 RUSTDOC=${RUSTDOC:-/usr/bin/rustdoc}

@@ -39,8 +39,15 @@ while [ $# -gt 0 ]; do
 done
 
 plan=$REPO/tests/plan
-bzimage=$KBUILD_OUT/arch/x86/boot/bzImage
-[ -f "$bzimage" ] || die "no kernel at $bzimage: run scripts/build.sh"
+
+# The kernel a boot runs: boots with driver "builtin" run the builtin variant
+# (VPMEM_VARIANT=builtin scripts/build.sh), the others the default build.
+kout_for() {
+	case "$1" in
+	builtin) echo "$VPMEM_CACHE/build-builtin" ;;
+	*) echo "$KBUILD_OUT" ;;
+	esac
+}
 
 if [ $list = 1 ]; then
 	grep -v '^#' "$plan" | awk 'NF {print $1 "\t" $2 "\t" $4}'
@@ -77,9 +84,22 @@ build_initramfs() {
 	cp "$work"/tests/bin/* "$root/tests/"
 	install -m 0755 "$REPO"/tests/*.sh "$root/tests/"
 	cp "$KERNEL_SRC/tools/testing/selftests/kselftest/ktap_helpers.sh" "$root/tests/"
-	# Kernel modules.
-	[ -d "$KBUILD_OUT/mods/lib/modules" ] && cp -a "$KBUILD_OUT/mods/lib/modules" "$root/lib/"
-	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/initramfs.gz"
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/base.cpio.gz"
+}
+
+# The initramfs for the kernel built in $1: the common part, then that kernel's modules
+# (the kernel unpacks concatenated archives in order). Prints its path.
+initramfs_for() {
+	local kout=$1 out
+	out=$work/initramfs-$(basename "$kout").gz
+	if [ ! -f "$out" ]; then
+		local mods=$work/mods-$(basename "$kout")
+		mkdir -p "$mods/lib"
+		[ -d "$kout/mods/lib/modules" ] && cp -a "$kout/mods/lib/modules" "$mods/lib/"
+		(cd "$mods" && find . | cpio -o -H newc --quiet | gzip -1) > "$out.mods"
+		cat "$work/base.cpio.gz" "$out.mods" > "$out"
+	fi
+	echo "$out"
 }
 
 # ---------------------------------------------------------------- one boot
@@ -102,9 +122,17 @@ boot() {
 	# boots that ask for them with kunit.filter_glob in "extra").
 	local kunit="kunit.filter_glob=virtio_pmem_rust*"
 	case "$extra" in *kunit.filter_glob=*) kunit= ;; esac
+	local kout bzimage initrd
+	kout=$(kout_for "$driver")
+	bzimage=$kout/arch/x86/boot/bzImage
+	if [ ! -f "$bzimage" ]; then
+		[ "$driver" = builtin ] && die "no kernel at $bzimage: run VPMEM_VARIANT=builtin scripts/build.sh"
+		die "no kernel at $bzimage: run scripts/build.sh"
+	fi
+	initrd=$(initramfs_for "$kout")
 	local cmdline="console=ttyS0 panic=-1 oops=panic loglevel=7 $kunit vpmem.driver=$driver vpmem.sizes=$sizes vpmem.tests=$tests $extra"
 	local q=(qemu-system-x86_64 -accel "$accel" -cpu max -smp 2
-		 -m 1G,slots=4,maxmem=8G -kernel "$bzimage" -initrd "$work/initramfs.gz"
+		 -m 1G,slots=4,maxmem=8G -kernel "$bzimage" -initrd "$initrd"
 		 -nographic -no-reboot -nic none "${qargs[@]}")
 	if [ $shell = 1 ]; then
 		exec "${q[@]}" -append "$cmdline vpmem.shell=1"

@@ -3,10 +3,13 @@
 #
 # The host's flush fails (libfiu makes QEMU's fsync fail, see
 # scripts/run-tests.sh): fsync must fail with EIO, and keep failing after the
-# host recovers, until the administrator clears the error in debugfs.
+# host recovers, until the administrator clears the error in sysfs
+# (/sys/bus/virtio/devices/<dev>/flush_error).
 
 . /tests/ktap_helpers.sh
+. /tests/pmem_lib.sh
 
+attr=/sys/bus/virtio/devices/$(pmem_virtio_dev)/flush_error
 dbg=$(ls -d /sys/kernel/debug/virtio_pmem_rust-* | head -1)
 host() {
 	echo "VPMEM-HOST fiu $1 posix/io/sync/fsync"
@@ -24,7 +27,7 @@ all_eio='^fsync.ok=0.eio=[1-9][0-9]*.other=0'
 
 
 ktap_print_header
-ktap_set_plan 6
+ktap_set_plan 9
 
 r=$(syncs); ktap_print_msg "healthy host: $r"
 ktap_test_result "fsync succeeds while the host is healthy" grep -q "$all_ok" /tmp/syncs.out
@@ -42,10 +45,17 @@ ktap_print_msg "stats: $(tr '\n' ' ' < /tmp/stats)"
 counted=0
 grep -q '^host_failures:.[1-9]' /tmp/stats && grep -q '^sticky_error:.1' /tmp/stats && counted=1
 ktap_test_result "debugfs counts the host failure and shows the sticky state" [ $counted = 1 ]
+ktap_test_result "sysfs flush_error reads 1 while the failure sticks" grep -qx 1 "$attr"
 
-echo 1 > "$dbg/clear_error"
-r=$(syncs); ktap_print_msg "after clear_error: $r"
-ktap_test_result "clear_error lets flushes through again" grep -q "$all_ok" /tmp/syncs.out
+refused=0
+echo 2 > "$attr" 2>/dev/null || refused=1
+grep -qx 1 "$attr" || refused=0
+ktap_test_result "flush_error refuses other values, and the failure still sticks" [ $refused = 1 ]
 
-ktap_test_result "sticky state cleared" grep -q '^sticky_error:.0' "$dbg/stats"
+echo 0 > "$attr"
+r=$(syncs); ktap_print_msg "after clearing flush_error: $r"
+ktap_test_result "clearing flush_error lets flushes through again" grep -q "$all_ok" /tmp/syncs.out
+
+ktap_test_result "flush_error reads 0 once cleared" grep -qx 0 "$attr"
+ktap_test_result "sticky state cleared in debugfs" grep -q '^sticky_error:.0' "$dbg/stats"
 ktap_finished

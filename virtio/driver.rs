@@ -2,7 +2,7 @@
 
 //! Virtio drivers: the [`Driver`] trait and its bus adapter.
 
-use super::{Device, Features, IdTable};
+use super::{attribute::Groups, Attribute, Device, Features, IdTable};
 use crate::{
     bindings,
     device::{self, BoundInternal, CoreInternal},
@@ -37,7 +37,7 @@ use core::pin::Pin;
 ///     }
 /// }
 /// ```
-pub trait Driver {
+pub trait Driver: 'static {
     /// The driver's data for a bound device.
     type Data<'bound>: Send + Sync + 'bound;
 
@@ -47,6 +47,9 @@ pub trait Driver {
     /// The device-specific feature bits the driver understands. Transport feature bits are
     /// negotiated by the virtio core.
     const FEATURES: &'static [u32] = &[];
+
+    /// The sysfs attributes of each bound device (see [`Attribute`]).
+    const ATTRIBUTES: &'static [Attribute<Self>] = &[];
 
     /// Checks the features on offer before they are final, and may withdraw some.
     ///
@@ -69,6 +72,31 @@ pub trait Driver {
     /// then the bus stops the virtqueues (see [`virtqueue`](super::virtqueue)).
     fn unbind<'bound>(vdev: &'bound Device<device::Core<'_>>, this: Pin<&Self::Data<'bound>>) {
         let _ = (vdev, this);
+    }
+
+    /// Prepares the device for system sleep (suspend or hibernation).
+    ///
+    /// Called with the device and its virtqueues still running, like [`Driver::unbind`]. When
+    /// it returns `Ok`, the bus quiesces the virtqueues as at unbind (grace period, reset,
+    /// [`Handler::reclaim`](super::Handler::reclaim), [`Handler::stopped`](super::Handler::stopped))
+    /// but keeps them for [`Driver::restore`]. The default refuses with `EOPNOTSUPP`, which
+    /// aborts the transition rather than let the core reset the device under a driver that
+    /// cannot bring it back.
+    fn freeze<'bound>(vdev: &'bound Device<device::Core<'_>>, this: Pin<&Self::Data<'bound>>) -> Result {
+        let _ = this;
+        dev_err!(vdev, "suspend and hibernation are not supported\n");
+        Err(EOPNOTSUPP)
+    }
+
+    /// Brings the device back after system sleep.
+    ///
+    /// The core has reset the device and negotiated the same features again; the bus has found
+    /// the virtqueues again, empty. The device becomes live (`DRIVER_OK`) after this returns, or
+    /// earlier if the driver calls [`Device::ready`]. On error the bus quiesces the queues
+    /// again and the core marks the device failed; the driver stays bound.
+    fn restore<'bound>(vdev: &'bound Device<device::Core<'_>>, this: Pin<&Self::Data<'bound>>) -> Result {
+        let _ = (vdev, this);
+        Ok(())
     }
 
     /// The device changed its configuration space.
@@ -100,6 +128,7 @@ unsafe impl<T: Driver + 'static> driver::RegistrationOps for Adapter<T> {
         module: &'static ThisModule,
     ) -> Result {
         let features = u32::try_from(T::FEATURES.len())?;
+        let groups = Groups::<T>::build()?;
         let vdrv = vdrv.get();
         // SAFETY: `vdrv` is valid and not registered yet, so its fields may be set; the tables
         // are `'static`.
@@ -113,14 +142,25 @@ unsafe impl<T: Driver + 'static> driver::RegistrationOps for Adapter<T> {
             (*vdrv).remove = Some(Self::remove_callback);
             (*vdrv).config_changed = Some(Self::config_changed_callback);
             (*vdrv).freeze = Some(Self::freeze_callback);
+            (*vdrv).restore = Some(Self::restore_callback);
+            (*vdrv).driver.dev_groups = groups;
         }
         // SAFETY: `vdrv` is a valid `struct virtio_driver`, pinned until `unregister`.
-        to_result(unsafe { bindings::__register_virtio_driver(vdrv, module.as_ptr()) })
+        let ret = to_result(unsafe { bindings::__register_virtio_driver(vdrv, module.as_ptr()) });
+        if ret.is_err() {
+            // SAFETY: `groups` comes from `Groups::<T>::build` and the driver is not registered.
+            unsafe { Groups::<T>::release(groups) };
+        }
+        ret
     }
 
     unsafe fn unregister(vdrv: &Opaque<Self::DriverType>) {
+        let vdrv = vdrv.get();
         // SAFETY: By the safety requirements `vdrv` was registered.
-        unsafe { bindings::unregister_virtio_driver(vdrv.get()) }
+        unsafe { bindings::unregister_virtio_driver(vdrv) };
+        // SAFETY: `register` set `dev_groups` from `Groups::<T>::build`; the driver is gone, and
+        // with it every device's attributes.
+        unsafe { Groups::<T>::release((*vdrv).driver.dev_groups) };
     }
 }
 
@@ -173,13 +213,53 @@ impl<T: Driver + 'static> Adapter<T> {
         vdev.unbind_teardown();
     }
 
-    /// Rust virtio drivers do not support system sleep yet: refuse it, rather than let the
-    /// core reset the device under the driver and bring it back without its queues.
+    /// Runs `f` on the device in Core context, with its driver data, if it is still bound.
+    ///
+    /// # Safety
+    ///
+    /// `vdev` must be a valid virtio device that the virtio core found bound to this driver
+    /// during a system sleep transition.
+    unsafe fn locked_bound(
+        vdev: *mut bindings::virtio_device,
+        f: impl for<'a> FnOnce(&'a Device<CoreInternal<'a>>, Pin<&'a T::Data<'a>>) -> Result,
+    ) -> c_int {
+        // SAFETY: `vdev` is valid (safety requirements); this takes its device lock.
+        let _lock = unsafe { DeviceLock::new(&raw mut (*vdev).dev) };
+        // SAFETY: `vdev` is valid, and its lock is held.
+        if unsafe { (*vdev).dev.driver.is_null() } {
+            return 0;
+        }
+        // SAFETY: The device lock is held, which makes this Core context. The device is still
+        // bound, and to this driver: the PM core blocks probing for the whole transition
+        // (`device_block_probing()` in `dpm_prepare()`), so no other driver bound since.
+        let vdev = unsafe { &*vdev.cast::<Device<CoreInternal<'_>>>() };
+        // SAFETY: Bound to this driver (see above), whose probe stored a `T::Data`.
+        let data = unsafe { vdev.as_ref().drvdata_borrow::<T::Data<'_>>() };
+        from_result(|| f(vdev, data).map(|()| 0))
+    }
+
     extern "C" fn freeze_callback(vdev: *mut bindings::virtio_device) -> c_int {
-        // SAFETY: The virtio core calls `freeze` with a valid, bound device.
-        let vdev = unsafe { &*vdev.cast::<Device<BoundInternal>>() };
-        dev_err!(vdev, "suspend and hibernation are not supported\n");
-        EOPNOTSUPP.to_errno()
+        // SAFETY: The virtio core calls `freeze` for a valid device bound to this driver, while
+        // the PM core suspends its parent.
+        unsafe {
+            Self::locked_bound(vdev, |vdev, data| {
+                T::freeze(vdev, data)?;
+                super::virtqueue::suspend(vdev);
+                Ok(())
+            })
+        }
+    }
+
+    extern "C" fn restore_callback(vdev: *mut bindings::virtio_device) -> c_int {
+        // SAFETY: As for `freeze`: the virtio core calls `restore` for a valid device bound to
+        // this driver, while the PM core resumes its parent.
+        unsafe {
+            Self::locked_bound(vdev, |vdev, data| {
+                super::virtqueue::resume(vdev)
+                    .inspect_err(|e| dev_err!(vdev, "cannot find the virtqueues again: {e:?}\n"))?;
+                T::restore(vdev, data).inspect_err(|_| super::virtqueue::suspend(vdev))
+            })
+        }
     }
 
     extern "C" fn config_changed_callback(vdev: *mut bindings::virtio_device) {
@@ -190,6 +270,30 @@ impl<T: Driver + 'static> Adapter<T> {
         // has not taken yet.
         let data = unsafe { vdev.as_ref().drvdata_borrow::<T::Data<'_>>() };
         T::config_changed(vdev, data);
+    }
+}
+
+/// Holds the lock of a device (`device_lock()`) until dropped.
+struct DeviceLock(*mut bindings::device);
+
+impl DeviceLock {
+    /// Locks `dev`.
+    ///
+    /// # Safety
+    ///
+    /// `dev` must be valid until the returned guard is dropped, and the caller must not hold
+    /// its lock already.
+    unsafe fn new(dev: *mut bindings::device) -> Self {
+        // SAFETY: `dev` is valid (safety requirements); `device_lock()` is this mutex.
+        unsafe { bindings::mutex_lock(&raw mut (*dev).mutex) };
+        Self(dev)
+    }
+}
+
+impl Drop for DeviceLock {
+    fn drop(&mut self) {
+        // SAFETY: `new` locked this valid device, which stays valid until now.
+        unsafe { bindings::mutex_unlock(&raw mut (*self.0).mutex) };
     }
 }
 

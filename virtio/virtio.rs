@@ -7,17 +7,20 @@
 //! [`Driver::FEATURES`], lets [`Driver::validate`] withdraw some, then calls [`Driver::probe`].
 //! The driver reads its configuration with [`Device::read_config`] and finds its queues with
 //! [`Device::find_vqs`]; the queues belong to the binding and are stopped by the bus at unbind
-//! (see [`virtqueue`]).
+//! (see [`virtqueue`]). Drivers that implement [`Driver::freeze`] and [`Driver::restore`]
+//! support system sleep; [`Driver::ATTRIBUTES`] adds sysfs attributes to bound devices.
 //!
 //! C headers: [`include/linux/virtio.h`](srctree/include/linux/virtio.h),
 //! [`include/linux/virtio_config.h`](srctree/include/linux/virtio_config.h)
 
+mod attribute;
 mod config;
 mod device;
 mod driver;
 mod id;
 pub mod virtqueue;
 
+pub use self::attribute::{Attribute, Show, Store};
 pub use self::config::{ConfigReader, ShmRegion};
 pub use self::device::{Device, Features, Status};
 pub use self::driver::{Adapter, Driver};

@@ -18,6 +18,12 @@
 //! `ENODEV`. Nothing has to be drained by hand in `remove`, and no callback runs once the
 //! handler could be gone.
 //!
+//! System sleep quiesces the queues the same way, without deleting the [`Virtqueues`]: if the
+//! driver accepts [`Driver::freeze`](super::Driver::freeze), the bus runs the steps above (the
+//! handler sees [`Handler::stopped`]) and keeps the object published; at
+//! [`Driver::restore`](super::Driver::restore) it finds the queues again, empty, before the
+//! driver runs. Meanwhile adding fails with `ENODEV`, as after unbind.
+//!
 //! A request the device had not given back by the reset keeps its buffers out of the
 //! allocator for good (the driver still gets its data back): devices are seen to complete
 //! requests even after a reset (QEMU finishes a virtio-pmem flush in a worker thread and then
@@ -30,6 +36,7 @@ use crate::{
     alloc::Flags,
     bindings,
     device::{Bound, Core, CoreInternal},
+    error::to_result,
     ffi::c_void,
     new_spinlock_irq,
     prelude::*,
@@ -166,7 +173,8 @@ pub trait Handler: Send + Sync + Sized + 'static {
     }
 
     /// The queues have stopped, after the last [`Handler::reclaim`]: wake up whoever waits for
-    /// them. Runs with the queues locked: it must not sleep.
+    /// them. At unbind they never run again; at freeze they may run again after restore (see
+    /// [`Driver::restore`](super::Driver::restore)). Runs with the queues locked: it must not sleep.
     fn stopped(&self, state: &mut Self::State) {
         let _ = state;
     }
@@ -201,11 +209,16 @@ struct Inner<H: Handler> {
 // relies on staying pinned, so the lock guard can give mutable access to it.
 impl<H: Handler> Unpin for Inner<H> {}
 
-/// The type-erased part of [`Virtqueues`] reached through `vdev->priv`.
+/// The type-erased part of [`Virtqueues`] reached through `vdev->priv`. Each operation takes
+/// `vdev->priv`.
 #[repr(C)]
 struct Header {
-    /// Stops the queues; the argument is `vdev->priv`.
+    /// Stops the queues for good and releases `vdev->priv` (unbind).
     stop: unsafe fn(*const Header),
+    /// Quiesces the queues and deletes them, keeping the object (system sleep).
+    suspend: unsafe fn(*const Header),
+    /// Finds the queues again after [`Header::suspend`].
+    resume: unsafe fn(*const Header) -> Result,
 }
 
 /// The virtqueues of a device, with the driver's [`Handler`].
@@ -213,15 +226,18 @@ struct Header {
 /// # Invariants
 ///
 /// - Between [`Device::find_vqs`] and the teardown at unbind, `vdev->priv` holds one strong
-///   reference to this object (an `Arc::into_raw` pointer, which is also a pointer to `header`);
-///   the virtqueues in `inner` exist exactly that long. From the start of probe (which clears
-///   it) to the end of remove, nothing else writes `vdev->priv`.
-/// - `inner.queues.vqs` is empty before the queues are live and after they stopped.
+///   reference to this object (an `Arc::into_raw` pointer, which is also a pointer to `header`).
+///   From the start of probe (which clears it) to the end of remove, nothing else writes
+///   `vdev->priv`.
+/// - The raw virtqueues in `inner.queues.vqs` exist exactly while it is not empty: it is empty
+///   before the queues are live, while the device sleeps and after the queues stopped.
+/// - `names` has one name per queue, as given to [`Device::find_vqs`].
 #[repr(C)]
 #[pin_data]
 pub struct Virtqueues<H: Handler> {
     header: Header,
     vdev: ARef<Device>,
+    names: KVec<&'static CStr>,
     #[pin]
     inner: SpinLockIrq<Inner<H>>,
     #[pin]
@@ -253,33 +269,33 @@ impl<H: Handler> Virtqueues<H> {
         &self.vdev
     }
 
-    /// Stops the queues: reset, reclaim, delete. Runs at most once, at unbind.
-    ///
-    /// # Safety
-    ///
-    /// `header` must be the `vdev->priv` pointer of a device whose driver is unbinding, set by
-    /// [`Device::find_vqs`] for a `Virtqueues<H>`.
-    unsafe fn stop(header: *const Header) {
-        let this = header.cast::<Self>();
-        // SAFETY: By the type invariant `vdev->priv` owns a reference, so `this` is valid.
-        let vqs = unsafe { &*this };
-        let vdev = vqs.vdev.as_raw();
+    /// Quiesces the queues: no new requests, a grace period for those in flight, reset, every
+    /// request back to the handler, [`Handler::stopped`], and the raw queues deleted. Does
+    /// nothing if they are not live.
+    fn quiesce(&self) {
+        let vdev = self.vdev.as_raw();
 
         // 1. No new requests; those in flight get a grace period to complete normally,
         //    through the callback.
-        vqs.inner.lock().queues.stopping = true;
+        {
+            let mut inner = self.inner.lock();
+            inner.queues.stopping = true;
+            if inner.queues.vqs.is_empty() {
+                return;
+            }
+        }
         let start = Instant::<Monotonic>::now();
-        while vqs.inner.lock().queues.in_flight > 0 && start.elapsed() < GRACE {
+        while self.inner.lock().queues.in_flight > 0 && start.elapsed() < GRACE {
             fsleep(Delta::from_millis(1));
         }
 
         // 2. The device lets go of every buffer; its callbacks are done and no more will run.
-        // SAFETY: `vdev` is a valid virtio device whose driver is unbinding.
+        // SAFETY: `vdev` is a valid virtio device whose driver is unbinding or freezing.
         unsafe { bindings::virtio_reset_device(vdev) };
 
         // 3. Every request comes back to the driver, used or not.
         {
-            let mut inner = vqs.inner.lock();
+            let mut inner = self.inner.lock();
             let inner = &mut *inner;
             let queues = core::mem::take(&mut inner.queues.vqs);
             for vq in queues.iter().copied() {
@@ -294,7 +310,7 @@ impl<H: Handler> Virtqueues<H> {
                     // SAFETY: Only `Locked::add` puts tokens in these queues, each from
                     // `Request<H::Data>::into_token`, and the queue returns each once.
                     let req = unsafe { Request::from_token(token) };
-                    vqs.handler.reclaim(&mut inner.state, req, Some(len));
+                    self.handler.reclaim(&mut inner.state, req, Some(len));
                 }
                 loop {
                     // SAFETY: As above; the device is reset, so unused buffers can be detached.
@@ -309,28 +325,76 @@ impl<H: Handler> Virtqueues<H> {
                         inner.queues.in_flight -= 1;
                         req.quarantine();
                         dev_warn!(
-                            vqs.device(),
+                            self.device(),
                             "request not given back at reset, buffers kept\n"
                         );
                     }
-                    vqs.handler.reclaim(&mut inner.state, req, None);
+                    self.handler.reclaim(&mut inner.state, req, None);
                 }
             }
-            vqs.handler.stopped(&mut inner.state);
+            inner.queues.in_flight = 0;
+            self.handler.stopped(&mut inner.state);
         }
 
         // 4. The queues go away, and with them their interrupts.
-        if let Some(del_vqs) = vqs.vdev.ops().del_vqs {
+        if let Some(del_vqs) = self.vdev.ops().del_vqs {
             // SAFETY: The queues were made by `find_vqs` on `vdev`, hold no buffers, and
-            // `vqs.inner` no longer refers to them.
+            // `self.inner` no longer refers to them (type invariant: they existed until now).
             unsafe { del_vqs(vdev) };
         }
+    }
 
-        // 5. Give up the reference `vdev->priv` held; no callback can reach it any more.
+    /// Stops the queues for good. Runs at most once, at unbind.
+    ///
+    /// # Safety
+    ///
+    /// `header` must be the `vdev->priv` pointer of a device whose driver is unbinding, set by
+    /// [`Device::find_vqs`] for a `Virtqueues<H>`.
+    unsafe fn stop(header: *const Header) {
+        let this = header.cast::<Self>();
+        // SAFETY: By the type invariant `vdev->priv` owns a reference, so `this` is valid.
+        let vqs = unsafe { &*this };
+        vqs.quiesce();
+
+        // Give up the reference `vdev->priv` held; no callback can reach it any more.
         // SAFETY: `vdev` is valid; `priv` is ours (type invariant).
-        unsafe { (*vdev).priv_ = ptr::null_mut() };
+        unsafe { (*vqs.vdev.as_raw()).priv_ = ptr::null_mut() };
         // SAFETY: `this` came from `Arc::into_raw` in `find_vqs`; it is released once, here.
         drop(unsafe { Arc::from_raw(this) });
+    }
+
+    /// Quiesces the queues for system sleep, keeping them published for [`Self::resume`].
+    ///
+    /// # Safety
+    ///
+    /// `header` must be the `vdev->priv` pointer of a device whose driver is freezing (the
+    /// device lock held), set by [`Device::find_vqs`] for a `Virtqueues<H>`.
+    unsafe fn suspend(header: *const Header) {
+        // SAFETY: By the type invariant `vdev->priv` owns a reference, so the object is valid.
+        unsafe { &*header.cast::<Self>() }.quiesce();
+    }
+
+    /// Finds the queues again after system sleep; they start empty.
+    ///
+    /// # Safety
+    ///
+    /// `header` must be the `vdev->priv` pointer of a device whose driver is restoring (the
+    /// device lock held, features negotiated again), set by [`Device::find_vqs`] for a
+    /// `Virtqueues<H>`.
+    unsafe fn resume(header: *const Header) -> Result {
+        // SAFETY: By the type invariant `vdev->priv` owns a reference, so the object is valid.
+        let vqs = unsafe { &*header.cast::<Self>() };
+        if !vqs.inner.lock().queues.vqs.is_empty() {
+            return Ok(());
+        }
+        // SAFETY: The device has no queues (type invariant: `vqs` is empty), and the driver
+        // is restoring it.
+        let found = unsafe { find_raw::<H>(&vqs.vdev, &vqs.names) }?;
+        let mut inner = vqs.inner.lock();
+        inner.queues.vqs = found;
+        inner.queues.in_flight = 0;
+        inner.queues.stopping = false;
+        Ok(())
     }
 
     /// The used-buffer callback of every queue made for `Virtqueues<H>`.
@@ -342,7 +406,8 @@ impl<H: Handler> Virtqueues<H> {
         // callbacks, before releasing that reference.
         let vqs = unsafe { &*(*vdev).priv_.cast::<Self>() };
         let mut locked = vqs.lock();
-        // The queues may not be published yet (still inside `find_vqs`) or already stopped.
+        // The queues may not be published yet (inside `find_vqs` or `resume`) or already
+        // quiesced.
         if index < locked.guard.queues.vqs.len() {
             vqs.handler.callback(&mut locked, index);
         }
@@ -350,17 +415,18 @@ impl<H: Handler> Virtqueues<H> {
 }
 
 impl<'a, H: Handler> Locked<'a, H> {
-    /// Whether the queues still run; once stopped they never run again.
+    /// Whether the queues run: not yet inside [`Device::find_vqs`], not while the device
+    /// sleeps (from freeze to restore), and never again once stopped at unbind.
     pub fn is_live(&self) -> bool {
         !self.guard.queues.vqs.is_empty()
     }
 
-    /// Number of queues, or zero once stopped.
+    /// Number of queues, or zero while they do not run (see [`Locked::is_live`]).
     pub fn len(&self) -> usize {
         self.guard.queues.vqs.len()
     }
 
-    /// Whether the queues are stopped (see [`Locked::is_live`]).
+    /// Whether the queues do not run (see [`Locked::is_live`]).
     pub fn is_empty(&self) -> bool {
         !self.is_live()
     }
@@ -408,7 +474,7 @@ impl<'a, H: Handler> Locked<'a, H> {
         }
     }
 
-    /// The device status; `None` once the queues stopped.
+    /// The device status; `None` while the queues do not run.
     ///
     /// Reads the status from the transport under the queues' lock, which is fine for PCI and
     /// MMIO; on transports whose status read sleeps (virtio-ccw) it must not be used.
@@ -567,31 +633,22 @@ impl<'a> Device<Core<'a>> {
         if unsafe { !(*vdev).priv_.is_null() } {
             return Err(EBUSY);
         }
-        let find_vqs = self.ops().find_vqs.ok_or(ENODEV)?;
-        let n = names.len();
-        if n == 0 {
+        if names.is_empty() {
             return Err(EINVAL);
         }
-        let mut infos = KVec::with_capacity(n, GFP_KERNEL)?;
-        for name in names {
-            infos.push(
-                bindings::virtqueue_info {
-                    name: name.as_char_ptr(),
-                    callback: Some(Virtqueues::<H>::callback),
-                    ctx: false,
-                },
-                GFP_KERNEL,
-            )?;
-        }
-        let mut found = KVec::from_elem(ptr::null_mut(), n, GFP_KERNEL)?;
+        let mut owned_names = KVec::with_capacity(names.len(), GFP_KERNEL)?;
+        owned_names.extend_from_slice(names, GFP_KERNEL)?;
 
         let dev: &Device<Bound> = self;
         let vqs = Arc::pin_init::<Error>(
             try_pin_init!(Virtqueues {
                 header: Header {
                     stop: Virtqueues::<H>::stop,
+                    suspend: Virtqueues::<H>::suspend,
+                    resume: Virtqueues::<H>::resume,
                 },
                 vdev: dev.as_aref(),
+                names: owned_names,
                 inner <- new_spinlock_irq!(Inner {
                     queues: Queues {
                         vqs: KVec::new(),
@@ -609,29 +666,90 @@ impl<'a> Device<Core<'a>> {
         // SAFETY: `priv` is ours (checked null above, Core context).
         unsafe { (*vdev).priv_ = Arc::into_raw(vqs.clone()).cast_mut().cast() };
 
-        // SAFETY: `vdev` is valid and has no queues; `found` and `infos` hold `n` entries; no
-        // interrupt affinity descriptor is passed.
-        let ret = unsafe {
-            find_vqs(
-                vdev,
-                n as u32,
-                found.as_mut_ptr(),
-                infos.as_mut_ptr(),
-                ptr::null_mut(),
-            )
-        };
-        if ret != 0 {
-            // SAFETY: Set just above from `Arc::into_raw`; no queue exists to call back.
-            unsafe {
-                let this = (*vdev).priv_;
-                (*vdev).priv_ = ptr::null_mut();
-                drop(Arc::from_raw(this.cast::<Virtqueues<H>>()));
+        // SAFETY: The device has no queues (`priv` was null) and its driver is probing.
+        let found = unsafe { find_raw::<H>(self, names) };
+        let found = match found {
+            Ok(found) => found,
+            Err(e) => {
+                // SAFETY: Set just above from `Arc::into_raw`; no queue exists to call back.
+                unsafe {
+                    let this = (*vdev).priv_;
+                    (*vdev).priv_ = ptr::null_mut();
+                    drop(Arc::from_raw(this.cast::<Virtqueues<H>>()));
+                }
+                return Err(e);
             }
-            return Err(Error::from_errno(ret));
-        }
+        };
 
         vqs.inner.lock().queues.vqs = found;
         Ok(vqs)
+    }
+}
+
+/// Makes one queue per name with the transport, each calling back into `Virtqueues<H>`.
+///
+/// # Safety
+///
+/// `vdev` must have no queues, its features must be final, and its driver must be probing or
+/// restoring it (the device lock held), with `vdev->priv` pointing to the `Virtqueues<H>` the
+/// queues will belong to.
+unsafe fn find_raw<H: Handler>(
+    vdev: &Device,
+    names: &[&'static CStr],
+) -> Result<KVec<*mut bindings::virtqueue>> {
+    let find_vqs = vdev.ops().find_vqs.ok_or(ENODEV)?;
+    let n = names.len();
+    let mut infos = KVec::with_capacity(n, GFP_KERNEL)?;
+    for name in names {
+        infos.push(
+            bindings::virtqueue_info {
+                name: name.as_char_ptr(),
+                callback: Some(Virtqueues::<H>::callback),
+                ctx: false,
+            },
+            GFP_KERNEL,
+        )?;
+    }
+    let mut found = KVec::from_elem(ptr::null_mut(), n, GFP_KERNEL)?;
+    // SAFETY: `vdev` is valid and has no queues (safety requirements); `found` and `infos` hold
+    // `n` entries; no interrupt affinity descriptor is passed.
+    to_result(unsafe {
+        find_vqs(
+            vdev.as_raw(),
+            u32::try_from(n)?,
+            found.as_mut_ptr(),
+            infos.as_mut_ptr(),
+            ptr::null_mut(),
+        )
+    })?;
+    Ok(found)
+}
+
+/// The `Virtqueues` header published in `vdev->priv`, if the binding has queues.
+fn header(dev: &Device<CoreInternal<'_>>) -> Option<*const Header> {
+    // SAFETY: `dev` is valid; `priv` is only written in Core context, as here.
+    let header = unsafe { (*dev.as_raw()).priv_ }.cast::<Header>().cast_const();
+    (!header.is_null()).then_some(header)
+}
+
+/// Quiesces the queues of `dev`, if it has any, for system sleep. Called at freeze, after the
+/// driver accepted it.
+pub(super) fn suspend(dev: &Device<CoreInternal<'_>>) {
+    if let Some(header) = header(dev) {
+        // SAFETY: A non-null `priv` was set by `find_vqs` to a `Virtqueues`, whose first field
+        // is its `Header` (`#[repr(C)]`); the driver is freezing, under the device lock.
+        unsafe { ((*header).suspend)(header) };
+    }
+}
+
+/// Finds the queues of `dev` again after system sleep, if it had any. Called at restore,
+/// before the driver.
+pub(super) fn resume(dev: &Device<CoreInternal<'_>>) -> Result {
+    match header(dev) {
+        // SAFETY: As in `suspend`; the driver is restoring, under the device lock, and the
+        // virtio core negotiated the features again.
+        Some(header) => unsafe { ((*header).resume)(header) },
+        None => Ok(()),
     }
 }
 
@@ -647,15 +765,11 @@ pub(super) fn claim(dev: &Device<CoreInternal<'_>>) {
 
 /// Stops the queues of `dev`, if it has any. Called at unbind.
 pub(super) fn teardown(dev: &Device<CoreInternal<'_>>) {
-    let vdev = dev.as_raw();
-    // SAFETY: `vdev` is valid; `priv` is only written in Core context, as here.
-    let header = unsafe { (*vdev).priv_ }.cast::<Header>().cast_const();
-    if header.is_null() {
-        return;
+    if let Some(header) = header(dev) {
+        // SAFETY: A non-null `priv` was set by `find_vqs` to a `Virtqueues`, whose first field
+        // is its `Header` (`#[repr(C)]`); the driver is unbinding.
+        unsafe { ((*header).stop)(header) };
     }
-    // SAFETY: A non-null `priv` was set by `find_vqs` to a `Virtqueues`, whose first field is
-    // its `Header` (`#[repr(C)]`); the driver is unbinding.
-    unsafe { ((*header).stop)(header) };
 }
 
 #[kunit_tests(rust_kernel_virtio_virtqueue)]

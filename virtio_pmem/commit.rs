@@ -114,6 +114,22 @@ impl Commit {
         }
     }
 
+    /// The device works again after a stop (it was restored from system sleep). Flushes sent
+    /// or promised before the stop are never answered by the host: their callers got `EIO`,
+    /// and any that only look now get it too. A sticky failure stays.
+    pub(crate) fn restart(&mut self) {
+        let last = self.sent.max(self.wanted);
+        if last > self.done {
+            let first = self.cleared.map_or(self.done + 1, |(first, _)| first);
+            self.cleared = Some((first, last));
+            self.sent = last;
+            self.done = last;
+            self.wanted = last;
+        }
+        self.in_flight = false;
+        self.broken = false;
+    }
+
     /// Whether a flush is in flight.
     pub(crate) fn in_flight(&self) -> bool {
         self.in_flight
@@ -221,5 +237,44 @@ mod tests {
         assert_eq!(c.outcome(2), Some(Err(EIO)));
         assert_eq!(c.join(), Join::Fail);
         assert!(!c.in_flight());
+    }
+
+    #[test]
+    fn restart_after_stop_fails_old_waiters_only() {
+        let mut c = Commit::default();
+        assert_eq!(c.join(), Join::Send(1));
+        c.sent();
+        assert!(!c.completed(true));
+        assert_eq!(c.join(), Join::Send(2));
+        c.sent();
+        assert_eq!(c.join(), Join::Wait(3));
+        // Frozen with flush 2 in flight and a caller waiting for flush 3.
+        c.stop();
+        c.restart();
+        assert!(!c.is_broken());
+        // What completed stays completed; what was lost stays failed.
+        assert_eq!(c.outcome(1), Some(Ok(())));
+        assert_eq!(c.outcome(2), Some(Err(EIO)));
+        assert_eq!(c.outcome(3), Some(Err(EIO)));
+        // New callers get new flushes, which reach the host again.
+        assert_eq!(c.join(), Join::Send(4));
+        c.sent();
+        assert!(!c.completed(true));
+        assert_eq!(c.outcome(4), Some(Ok(())));
+    }
+
+    #[test]
+    fn restart_keeps_a_sticky_failure() {
+        let mut c = Commit::default();
+        assert_eq!(c.join(), Join::Send(1));
+        c.sent();
+        assert!(!c.completed(false));
+        c.stop();
+        c.restart();
+        assert!(c.is_failed());
+        assert_eq!(c.join(), Join::Fail);
+        assert!(c.clear_error());
+        assert_eq!(c.outcome(1), Some(Err(EIO)));
+        assert_eq!(c.join(), Join::Send(2));
     }
 }

@@ -6,14 +6,14 @@ use crate::{
     flush::{FlushHandler, FlushState, Flusher},
     range,
 };
+use core::{fmt::Write, pin::Pin};
 use kernel::{
     debugfs::{Dir, File},
-    device::Core,
+    device::{Bound, Core},
     fmt, nvdimm,
     prelude::*,
-    str::CString,
+    str::{CString, Formatter},
     sync::Arc,
-    uaccess::UserSliceReader,
     uapi,
     virtio::{self, Features},
 };
@@ -30,9 +30,10 @@ pub(crate) struct VirtioPmem {
     bus: nvdimm::Bus<Flusher>,
     #[pin]
     _stats: File<Arc<Flusher>>,
-    #[pin]
-    _clear_error: File<Arc<Flusher>>,
     _debugfs: Dir,
+    flusher: Arc<Flusher>,
+    /// The range the region covers, which must not change across system sleep.
+    desc: nvdimm::RegionDesc,
 }
 
 impl VirtioPmem {
@@ -48,20 +49,29 @@ impl VirtioPmem {
             writeln!(f, "sticky_error: {}", u8::from(st.commit.is_failed()))?;
             writeln!(f, "broken: {}", u8::from(st.commit.is_broken()))?;
             writeln!(f, "max_latency_us: {}", s.max_latency_us)?;
-            writeln!(f, "last_latency_us: {}", s.last_latency_us)
+            writeln!(f, "last_latency_us: {}", s.last_latency_us)?;
+            writeln!(f, "restores: {}", s.restores)
         })
     }
 
-    /// `clear_error`: writing `1` ends a sticky flush failure.
-    fn clear_error(flusher: &Arc<Flusher>, reader: &mut UserSliceReader) -> Result {
-        let mut buf = [0u8; 8];
-        let len = reader.len().min(buf.len());
-        reader.read_slice(&mut buf[..len])?;
-        if buf[..len].trim_ascii() != b"1" {
+    /// sysfs `flush_error`: whether a host flush failure sticks.
+    fn show_flush_error(
+        _vdev: &virtio::Device<Bound>,
+        this: Pin<&Self>,
+        f: &mut Formatter<'_>,
+    ) -> Result {
+        let failed = this.flusher.with_state(|st| st.commit.is_failed());
+        writeln!(f, "{}", u8::from(failed))?;
+        Ok(())
+    }
+
+    /// sysfs `flush_error`: writing `0` ends a sticky flush failure.
+    fn store_flush_error(vdev: &virtio::Device<Bound>, this: Pin<&Self>, buf: &[u8]) -> Result {
+        if buf.trim_ascii() != b"0" {
             return Err(EINVAL);
         }
-        if flusher.with_state(|st| st.commit.clear_error()) {
-            pr_notice!("flush error cleared by the administrator\n");
+        if this.flusher.with_state(|st| st.commit.clear_error()) {
+            dev_notice!(vdev, "flush error cleared by the administrator\n");
         }
         Ok(())
     }
@@ -72,6 +82,15 @@ impl virtio::Driver for VirtioPmem {
 
     const ID_TABLE: virtio::IdTable = &VIRTIO_TABLE;
     const FEATURES: &'static [u32] = &[uapi::VIRTIO_PMEM_F_SHMEM_REGION];
+    #[expect(
+        clippy::redundant_closure,
+        reason = "the functions do not coerce to the higher-ranked callback types by themselves"
+    )]
+    const ATTRIBUTES: &'static [virtio::Attribute<Self>] = &[virtio::Attribute::read_write(
+        c"flush_error",
+        |vdev, this, f| Self::show_flush_error(vdev, this, f),
+        |vdev, this, buf| Self::store_flush_error(vdev, this, buf),
+    )];
 
     fn validate(vdev: &virtio::Device<Core<'_>>, features: &mut Features<'_>) -> Result {
         range::validate(vdev, features);
@@ -112,13 +131,39 @@ impl virtio::Driver for VirtioPmem {
                     flusher.clone(),
                     &Self::show_stats
                 ),
-                _clear_error <- debugfs.write_callback_file(
-                    c"clear_error",
-                    flusher,
-                    &Self::clear_error
-                ),
                 _debugfs: debugfs,
+                flusher,
+                desc,
             }))
         })
+    }
+
+    /// The bus quiesces the queue next: in-flight flushes get a grace period, then every
+    /// waiter and bio fails with `EIO` until [`Self::restore`].
+    fn freeze(_vdev: &virtio::Device<Core<'_>>, _this: Pin<&Self>) -> Result {
+        Ok(())
+    }
+
+    fn restore(vdev: &virtio::Device<Core<'_>>, this: Pin<&Self>) -> Result {
+        let desc = range::read(vdev)?;
+        if (desc.start(), desc.size()) != (this.desc.start(), this.desc.size()) {
+            dev_err!(
+                vdev,
+                "range changed across sleep: {:#x}+{:#x}, was {:#x}+{:#x}\n",
+                desc.start(),
+                desc.size(),
+                this.desc.start(),
+                this.desc.size()
+            );
+            return Err(EIO);
+        }
+        vdev.ready();
+        this.flusher.restart()
+    }
+
+    fn config_changed(vdev: &virtio::Device<Bound>, this: Pin<&Self>) {
+        if vdev.status().needs_reset() {
+            this.flusher.needs_reset();
+        }
     }
 }

@@ -35,12 +35,28 @@ const RESPONSE_FAILED: u32 = 1;
 /// have written whole. Zero is success; anything else (QEMU says 1, the specification -1)
 /// is a failure.
 pub(crate) fn host_answer(response: &[u8], used: u32) -> Result {
-    let len = core::mem::size_of::<uapi::virtio_pmem_resp>();
     match response.first_chunk::<4>() {
-        Some(ret) if used as usize >= len && u32::from_le_bytes(*ret) == 0 => Ok(()),
+        Some(ret) if used as usize >= RESPONSE_LEN && u32::from_le_bytes(*ret) == 0 => Ok(()),
         _ => Err(EIO),
     }
 }
+
+/// The flush request: a `struct virtio_pmem_req` asking for a flush, and room for the
+/// `struct virtio_pmem_resp`.
+fn new_request() -> Result<Request<()>> {
+    let mut req = Request::new(
+        core::mem::size_of::<uapi::virtio_pmem_req>(),
+        RESPONSE_LEN,
+        (),
+        GFP_KERNEL,
+    )?;
+    req.out_mut()
+        .copy_from_slice(&uapi::VIRTIO_PMEM_REQ_TYPE_FLUSH.to_le_bytes());
+    Ok(req)
+}
+
+/// The size of the host's answer.
+const RESPONSE_LEN: usize = core::mem::size_of::<uapi::virtio_pmem_resp>();
 
 /// Counters, shown in debugfs.
 #[derive(Default)]
@@ -57,6 +73,8 @@ pub(crate) struct Stats {
     pub(crate) max_latency_us: i64,
     /// Latest host flush, in microseconds.
     pub(crate) last_latency_us: i64,
+    /// Times the device came back from system sleep.
+    pub(crate) restores: u64,
 }
 
 /// The flush state, under the queue lock.
@@ -75,17 +93,9 @@ pub(crate) struct FlushState {
 impl FlushState {
     /// The state of a new device, with the flush request allocated once for all.
     pub(crate) fn new() -> Result<Self> {
-        let mut req = Request::new(
-            core::mem::size_of::<uapi::virtio_pmem_req>(),
-            core::mem::size_of::<uapi::virtio_pmem_resp>(),
-            (),
-            GFP_KERNEL,
-        )?;
-        req.out_mut()
-            .copy_from_slice(&uapi::VIRTIO_PMEM_REQ_TYPE_FLUSH.to_le_bytes());
         Ok(Self {
             commit: Commit::default(),
-            req: Some(req),
+            req: Some(new_request()?),
             covered: FlushBioList::new(),
             waiting: FlushBioList::new(),
             sent_at: None,
@@ -146,7 +156,7 @@ impl virtio::Handler for FlushHandler {
             if first_failure {
                 dev_err!(
                     queues.device(),
-                    "host flush failed; flushes fail until cleared (debugfs clear_error)\n"
+                    "host flush failed; flushes fail until cleared (sysfs flush_error)\n"
                 );
             }
             if again {
@@ -163,7 +173,11 @@ impl virtio::Handler for FlushHandler {
     }
 
     fn reclaim(&self, state: &mut FlushState, req: Request<()>, _used: Option<u32>) {
-        state.req = Some(req);
+        // A request the device never gave back lost its buffers; a new one is made if the
+        // device is restored.
+        if req.input().len() == RESPONSE_LEN {
+            state.req = Some(req);
+        }
     }
 
     fn stopped(&self, state: &mut FlushState) {
@@ -262,6 +276,40 @@ impl Flusher {
     /// Locked access to the flush state.
     pub(crate) fn with_state<R>(&self, f: impl FnOnce(&mut FlushState) -> R) -> R {
         f(self.vqs.lock().state())
+    }
+
+    /// The device asked to be reset (`NEEDS_RESET`): it will not answer, so every caller and
+    /// bio fails with `EIO` now, and from now on.
+    pub(crate) fn needs_reset(&self) {
+        let mut queues = self.vqs.lock();
+        if !queues.state().commit.is_broken() {
+            dev_err!(queues.device(), "the device needs a reset\n");
+        }
+        stop(&mut queues);
+        queues.handler().answered.notify_all();
+    }
+
+    /// Takes flushes again once the device is back from system sleep, with its queue found
+    /// again and ready. Flushes lost to the sleep stay failed.
+    pub(crate) fn restart(&self) -> Result {
+        // The request is gone if the device kept it through the reset.
+        let spare = if self.with_state(|st| st.req.is_none()) {
+            Some(new_request()?)
+        } else {
+            None
+        };
+        let mut queues = self.vqs.lock();
+        if !queues.is_live() {
+            return Err(ENODEV);
+        }
+        let st = queues.state();
+        if st.req.is_none() {
+            st.req = spare;
+        }
+        st.sent_at = None;
+        st.commit.restart();
+        st.stats.restores += 1;
+        Ok(())
     }
 }
 

@@ -4,7 +4,7 @@
 
 use kernel::{
     device::{Bound, Core},
-    nvdimm::{RegionDesc, RegionFlags},
+    nvdimm::{RangeError, RegionDesc, RegionFlags},
     prelude::*,
     uapi,
     virtio::{self, Features},
@@ -32,14 +32,30 @@ pub(crate) fn validate(vdev: &virtio::Device<Core<'_>>, features: &mut Features<
     }
 }
 
+/// Why a device's range is refused.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Refusal {
+    /// The range could not be read from the device.
+    Unreadable(Error),
+    /// libnvdimm cannot map it.
+    Bad(RangeError),
+}
+
+/// The region for a range as read from the device (`Err` if it could not be read).
+pub(crate) fn region(range: Result<(u64, u64)>) -> Result<RegionDesc, Refusal> {
+    let (start, size) = range.map_err(Refusal::Unreadable)?;
+    RegionDesc::new(start, size, FLAGS).map_err(Refusal::Bad)
+}
+
 /// Reads the range and checks that libnvdimm can map it.
 pub(crate) fn read(vdev: &virtio::Device<Bound>) -> Result<RegionDesc> {
-    let (start, size, source) = if vdev.has_feature(uapi::VIRTIO_PMEM_F_SHMEM_REGION) {
-        let Some(region) = vdev.shm_region(SHMEM_REGION) else {
-            dev_err!(vdev, "shared memory region {SHMEM_REGION} is gone\n");
-            return Err(ENODEV);
-        };
-        (region.addr, region.len, "shared memory region")
+    let shm = vdev.has_feature(uapi::VIRTIO_PMEM_F_SHMEM_REGION);
+    let (range, source) = if shm {
+        let range = vdev
+            .shm_region(SHMEM_REGION)
+            .map(|region| (region.addr, region.len))
+            .ok_or(ENODEV);
+        (range, "shared memory region 0")
     } else {
         let range = vdev.read_config(|config| {
             Ok((
@@ -47,16 +63,63 @@ pub(crate) fn read(vdev: &virtio::Device<Bound>) -> Result<RegionDesc> {
                 config.read_le64(CONFIG_SIZE)?,
             ))
         });
-        let (start, size) = range.inspect_err(|e| {
-            dev_err!(vdev, "cannot read the configuration space: {e:?}\n");
-        })?;
-        (start, size, "configuration space")
+        (range, "configuration space")
     };
-    RegionDesc::new(start, size, FLAGS).map_err(|e| {
-        dev_err!(
-            vdev,
-            "refusing range {start:#x}+{size:#x} from the {source}: {e}\n"
-        );
-        Error::from(e)
+    let (start, size) = *range.as_ref().unwrap_or(&(0, 0));
+    region(range).map_err(|refusal| match refusal {
+        Refusal::Unreadable(e) => {
+            dev_err!(vdev, "cannot read the range from the {source}: {e:?}\n");
+            e
+        }
+        Refusal::Bad(e) => {
+            dev_err!(
+                vdev,
+                "refusing range {start:#x}+{size:#x} from the {source}: {e}\n"
+            );
+            Error::from(e)
+        }
     })
+}
+
+#[kunit_tests(virtio_pmem_rust_range)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn good_range_is_an_async_pagemap_region() {
+        let desc = region(Ok((4 * GIB, GIB))).expect("a 1 GiB range at 4 GiB is good");
+        assert_eq!((desc.start(), desc.size()), (4 * GIB, GIB));
+        assert!(desc.flags().contains(RegionFlags::PAGEMAP));
+        assert!(desc.flags().contains(RegionFlags::ASYNC));
+    }
+
+    #[test]
+    fn unreadable_range_is_refused() {
+        // What the generation counter gives when the configuration never settles, and what a
+        // transport without configuration access gives.
+        assert_eq!(region(Err(EAGAIN)).err(), Some(Refusal::Unreadable(EAGAIN)));
+        assert_eq!(region(Err(ENODEV)).err(), Some(Refusal::Unreadable(ENODEV)));
+    }
+
+    #[test]
+    fn bad_ranges_are_refused() {
+        assert_eq!(
+            region(Ok((4 * GIB, 0))).err(),
+            Some(Refusal::Bad(RangeError::Empty))
+        );
+        assert_eq!(
+            region(Ok((u64::MAX - GIB + 1, 2 * GIB))).err(),
+            Some(Refusal::Bad(RangeError::Wraps))
+        );
+        assert_eq!(
+            region(Ok((4 * GIB, 3 << 20))).err(),
+            Some(Refusal::Bad(RangeError::Unaligned))
+        );
+        assert_eq!(
+            region(Ok((4 * GIB + (1 << 20), GIB))).err(),
+            Some(Refusal::Bad(RangeError::Unaligned))
+        );
+    }
 }
