@@ -4,7 +4,8 @@
 #
 #   make setup           install the toolchain, QEMU and the Linux 7.3 source
 #   make test            build the guest kernel, run the static checks and all tests
-#   make kernel          build the guest kernel only (incremental)
+#   make kernel          build the guest kernels only (incremental): the default one,
+#                        and the builtin variant (our driver built in)
 #   make check           static checks only (rustfmt, clippy, rustdoc, checkpatch)
 #   make run BOOT=name   run one boot of tests/plan
 #   make shell [BOOT=..] boot a guest with a shell on the console
@@ -19,6 +20,7 @@ setup:
 
 kernel:
 	scripts/build.sh
+	VPMEM_VARIANT=builtin scripts/build.sh
 
 check: kernel
 	scripts/check.sh

@@ -5,9 +5,12 @@
 //! Binds to a virtio-pmem device, logs its configuration, and sends it one flush request,
 //! whose answer the virtqueue callback logs. Unbinding with the request still queued is fine:
 //! the bus hands it back to [`Handler::reclaim`](virtio::Handler::reclaim).
+//!
+//! With `malformed=1` the request lacks its device-readable part: the device rejects it and
+//! asks for a reset (`NEEDS_RESET`), which [`virtio::Driver::config_changed`] reports.
 
 use kernel::{
-    device::Core,
+    device::{Bound, Core},
     prelude::*,
     sync::Arc,
     uapi,
@@ -61,9 +64,12 @@ impl virtio::Driver for SampleDriver {
             vdev.vendor_id()
         );
 
-        let mut req = Request::new(4, 4, (), GFP_KERNEL)?;
-        req.out_mut()
-            .copy_from_slice(&uapi::VIRTIO_PMEM_REQ_TYPE_FLUSH.to_le_bytes());
+        let malformed = module_parameters::malformed.value();
+        let mut req = Request::new(if malformed { 0 } else { 4 }, 4, (), GFP_KERNEL)?;
+        if !malformed {
+            req.out_mut()
+                .copy_from_slice(&uapi::VIRTIO_PMEM_REQ_TYPE_FLUSH.to_le_bytes());
+        }
         req.input_mut().copy_from_slice(&1u32.to_le_bytes());
 
         let vqs = vdev.find_vqs(&[c"flush_queue"], SampleHandler, None)?;
@@ -87,6 +93,11 @@ impl virtio::Driver for SampleDriver {
         let idle = this.vqs.lock().state().is_some();
         dev_info!(vdev, "unbinding; request idle: {idle}\n");
     }
+
+    fn config_changed<'bound>(vdev: &'bound virtio::Device<Bound>, _this: Pin<&Self>) {
+        let needs_reset = vdev.status().needs_reset();
+        dev_info!(vdev, "configuration changed; needs reset: {needs_reset}\n");
+    }
 }
 
 kernel::module_virtio_driver! {
@@ -95,4 +106,10 @@ kernel::module_virtio_driver! {
     authors: ["virtio-pmem-rs developers"],
     description: "Rust virtio driver sample",
     license: "GPL v2",
+    params: {
+        malformed: bool {
+            default: false,
+            description: "Send a request the device must reject, so that it asks for a reset",
+        },
+    },
 }

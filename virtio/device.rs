@@ -89,20 +89,6 @@ impl<Ctx: DeviceContext> Device<Ctx> {
     }
 }
 
-impl Device {
-    /// Views the device as bound.
-    ///
-    /// # Safety
-    ///
-    /// The caller must make sure the device is bound to its driver for as long as the returned
-    /// reference is used.
-    pub(super) unsafe fn assume_bound(&self) -> &Device<Bound> {
-        // SAFETY: `Device<Ctx>` is a transparent wrapper whatever `Ctx`; the caller guarantees
-        // the device is bound.
-        unsafe { &*core::ptr::from_ref(self).cast::<Device<Bound>>() }
-    }
-}
-
 impl Device<Bound> {
     /// The device status.
     ///

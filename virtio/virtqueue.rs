@@ -474,16 +474,6 @@ impl<'a, H: Handler> Locked<'a, H> {
         }
     }
 
-    /// The device status; `None` while the queues do not run.
-    ///
-    /// Reads the status from the transport under the queues' lock, which is fine for PCI and
-    /// MMIO; on transports whose status read sleeps (virtio-ccw) it must not be used.
-    pub fn device_status(&self) -> Option<super::Status> {
-        // SAFETY: The queues are live, which they are only while the driver is bound.
-        self.is_live()
-            .then(|| unsafe { self.vqs.vdev.assume_bound() }.status())
-    }
-
     fn vq(&self, index: usize) -> Result<*mut bindings::virtqueue> {
         self.guard.queues.vqs.get(index).copied().ok_or(ENODEV)
     }

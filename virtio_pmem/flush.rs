@@ -219,11 +219,11 @@ fn check_health(queues: &mut Locked<'_, FlushHandler>) {
 }
 
 /// Sends the next flush. On failure the device is marked broken.
+///
+/// The device status is not read here: a device that needs a reset says so with a
+/// configuration interrupt (see [`Flusher::needs_reset`]), and a stopped queue refuses the
+/// request.
 fn send(queues: &mut Locked<'_, FlushHandler>) -> Result {
-    if queues.device_status().is_none_or(|s| s.needs_reset()) {
-        stop(queues);
-        return Err(EIO);
-    }
     let Some(mut req) = queues.state().req.take() else {
         stop(queues);
         return Err(EIO);
