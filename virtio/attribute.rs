@@ -175,7 +175,9 @@ impl<T: Driver + 'static> Groups<T> {
         if groups.is_null() {
             return;
         }
-        let groups = groups.cast_mut().cast::<[*const bindings::attribute_group; 2]>();
+        let groups = groups
+            .cast_mut()
+            .cast::<[*const bindings::attribute_group; 2]>();
         // SAFETY: `groups` points to the `groups` field of a `Groups<T>` that `build` leaked
         // from a `KBox`; it is released once.
         drop(unsafe { KBox::from_raw(container_of!(groups, Self, groups)) });

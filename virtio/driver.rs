@@ -78,11 +78,14 @@ pub trait Driver: 'static {
     ///
     /// Called with the device and its virtqueues still running, like [`Driver::unbind`]. When
     /// it returns `Ok`, the bus quiesces the virtqueues as at unbind (grace period, reset,
-    /// [`Handler::reclaim`](super::Handler::reclaim), [`Handler::stopped`](super::Handler::stopped))
-    /// but keeps them for [`Driver::restore`]. The default refuses with `EOPNOTSUPP`, which
-    /// aborts the transition rather than let the core reset the device under a driver that
-    /// cannot bring it back.
-    fn freeze<'bound>(vdev: &'bound Device<device::Core<'_>>, this: Pin<&Self::Data<'bound>>) -> Result {
+    /// [`Handler::reclaim`](super::Handler::reclaim),
+    /// [`Handler::stopped`](super::Handler::stopped)) but keeps them for [`Driver::restore`].
+    /// The default refuses with `EOPNOTSUPP`, which aborts the transition rather than let the
+    /// core reset the device under a driver that cannot bring it back.
+    fn freeze<'bound>(
+        vdev: &'bound Device<device::Core<'_>>,
+        this: Pin<&Self::Data<'bound>>,
+    ) -> Result {
         let _ = this;
         dev_err!(vdev, "suspend and hibernation are not supported\n");
         Err(EOPNOTSUPP)
@@ -94,7 +97,10 @@ pub trait Driver: 'static {
     /// the virtqueues again, empty. The device becomes live (`DRIVER_OK`) after this returns, or
     /// earlier if the driver calls [`Device::ready`]. On error the bus quiesces the queues
     /// again and the core marks the device failed; the driver stays bound.
-    fn restore<'bound>(vdev: &'bound Device<device::Core<'_>>, this: Pin<&Self::Data<'bound>>) -> Result {
+    fn restore<'bound>(
+        vdev: &'bound Device<device::Core<'_>>,
+        this: Pin<&Self::Data<'bound>>,
+    ) -> Result {
         let _ = (vdev, this);
         Ok(())
     }

@@ -174,7 +174,8 @@ pub trait Handler: Send + Sync + Sized + 'static {
 
     /// The queues have stopped, after the last [`Handler::reclaim`]: wake up whoever waits for
     /// them. At unbind they never run again; at freeze they may run again after restore (see
-    /// [`Driver::restore`](super::Driver::restore)). Runs with the queues locked: it must not sleep.
+    /// [`Driver::restore`](super::Driver::restore)). Runs with the queues locked: it must not
+    /// sleep.
     fn stopped(&self, state: &mut Self::State) {
         let _ = state;
     }
@@ -718,7 +719,9 @@ unsafe fn find_raw<H: Handler>(
 /// The `Virtqueues` header published in `vdev->priv`, if the binding has queues.
 fn header(dev: &Device<CoreInternal<'_>>) -> Option<*const Header> {
     // SAFETY: `dev` is valid; `priv` is only written in Core context, as here.
-    let header = unsafe { (*dev.as_raw()).priv_ }.cast::<Header>().cast_const();
+    let header = unsafe { (*dev.as_raw()).priv_ }
+        .cast::<Header>()
+        .cast_const();
     (!header.is_null()).then_some(header)
 }
 
