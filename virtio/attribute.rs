@@ -139,8 +139,11 @@ impl<T: Driver + 'static> Groups<T> {
             attrs.push(DevAttr { attr, desc }, GFP_KERNEL)?;
         }
         let mut ptrs = KVec::with_capacity(attrs.len() + 1, GFP_KERNEL)?;
-        for attr in attrs.iter_mut() {
-            ptrs.push(ptr::from_mut(&mut attr.attr.attr), GFP_KERNEL)?;
+        let base = attrs.as_mut_ptr();
+        for i in 0..attrs.len() {
+            // SAFETY: `i` is in bounds. The pointer keeps the provenance of the whole element,
+            // which `Groups::context` reads beyond the `struct attribute`.
+            ptrs.push(unsafe { &raw mut (*base.add(i)).attr.attr }, GFP_KERNEL)?;
         }
         ptrs.push(ptr::null_mut(), GFP_KERNEL)?;
 
@@ -161,7 +164,9 @@ impl<T: Driver + 'static> Groups<T> {
         // SAFETY: `this` is valid and owned here; the group will not move (type invariant).
         unsafe {
             (*this).groups[0] = &raw const (*this).group;
-            Ok((*this).groups.as_ptr())
+            // A raw pointer to the field, not a borrow of it: `release` frees the whole box
+            // through it.
+            Ok((&raw const (*this).groups).cast())
         }
     }
 
@@ -215,8 +220,10 @@ impl<T: Driver + 'static> Groups<T> {
         // SAFETY: The attribute exists only from the end of a successful probe, which stored
         // a `T::Data`, to the start of remove, which takes it.
         let data = unsafe { vdev.as_ref().drvdata_borrow::<T::Data<'_>>() };
-        // SAFETY: sysfs gives `show` a buffer of a page.
-        let mut f = unsafe { Formatter::from_buffer(buf.cast(), PAGE_SIZE) };
+        // SAFETY: sysfs gives `show` a buffer of a page. A full page would trip sysfs's
+        // `count >= PAGE_SIZE` warning, so one byte is left out; `Formatter` fails rather
+        // than write past its end.
+        let mut f = unsafe { Formatter::from_buffer(buf.cast(), PAGE_SIZE - 1) };
         match (desc.show)(vdev, data, &mut f) {
             Ok(()) => f.bytes_written() as isize,
             Err(e) => e.to_errno() as isize,
@@ -231,6 +238,7 @@ impl<T: Driver + 'static> Groups<T> {
     ) -> isize {
         // SAFETY: sysfs calls `store` of an attribute in our `dev_groups`.
         let (desc, vdev) = unsafe { Self::context(dev, attr) };
+        // Without a store callback the attribute is read-only and sysfs does not call here.
         let Some(store) = desc.store else {
             return EACCES.to_errno() as isize;
         };

@@ -93,6 +93,9 @@ impl Device<Bound> {
     /// The device status.
     ///
     /// Only for bound devices: once unbound, the transport may have unmapped the registers.
+    /// The read does not sleep on PCI and MMIO; on virtio-ccw it runs a channel program and
+    /// may sleep, so drivers for that transport must not call it in atomic context (such as
+    /// [`Driver::config_changed`](super::Driver::config_changed)).
     pub fn status(&self) -> Status {
         match self.ops().get_status {
             // SAFETY: `self` is a valid, bound virtio device and `get_status` one of its

@@ -107,7 +107,8 @@ pub trait Driver: 'static {
 
     /// The device changed its configuration space.
     ///
-    /// Called only while the driver is bound, in atomic context: it must not sleep.
+    /// Called only while the driver is bound, in atomic context: it must not sleep (see
+    /// [`Device::status`] for which transports allow reading the status here).
     fn config_changed<'bound>(vdev: &'bound Device<device::Bound>, this: Pin<&Self::Data<'bound>>) {
         let _ = (vdev, this);
     }

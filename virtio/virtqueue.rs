@@ -321,15 +321,14 @@ impl<H: Handler> Virtqueues<H> {
                     }
                     // SAFETY: As above.
                     let mut req = unsafe { Request::<H::Data>::from_token(token) };
-                    if inner.queues.in_flight > 0 {
-                        // The device saw it and never gave it back: it may still write it.
-                        inner.queues.in_flight -= 1;
-                        req.quarantine();
-                        dev_warn!(
-                            self.device(),
-                            "request not given back at reset, buffers kept\n"
-                        );
-                    }
+                    // The device may have taken it before the reset and may still write it
+                    // (see the module documentation): its buffers are never reused.
+                    inner.queues.in_flight = inner.queues.in_flight.saturating_sub(1);
+                    req.quarantine();
+                    dev_warn!(
+                        self.device(),
+                        "request not given back at reset, buffers kept\n"
+                    );
                     self.handler.reclaim(&mut inner.state, req, None);
                 }
             }

@@ -230,9 +230,14 @@ fn send(queues: &mut Locked<'_, FlushHandler>) -> Result {
     };
     req.input_mut()
         .copy_from_slice(&RESPONSE_FAILED.to_le_bytes());
-    if let Err((req, _)) = queues.add(REQ_QUEUE, req) {
+    if let Err((req, e)) = queues.add(REQ_QUEUE, req) {
         queues.state().req = Some(req);
-        stop(queues);
+        if e == ENODEV {
+            // The bus is stopping the queue (unbind or freeze), which is no breakage.
+            queues.state().stop();
+        } else {
+            stop(queues);
+        }
         return Err(EIO);
     }
     if !queues.kick(REQ_QUEUE) {
