@@ -68,9 +68,9 @@ build_initramfs() {
 	file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' ||
 		die "/bin/busybox is not static (install busybox-static)"
 	install -m 0755 "$REPO/tests/guest/init" "$root/init"
-	# mke2fs is dynamic: bring its libraries.
+	# mke2fs and e2fsck are dynamic: bring their libraries.
 	local bin lib
-	for bin in /sbin/mke2fs; do
+	for bin in /sbin/mke2fs /sbin/e2fsck; do
 		cp "$bin" "$root/sbin/"
 		for lib in $(ldd "$bin" | awk '/=>/ {print $3} /^\t\/lib/ {print $1}'); do
 			mkdir -p "$root$(dirname "$lib")"
@@ -184,12 +184,23 @@ fi
 
 results=$work/results
 : > "$results"
-ran=0
-while read -r name drv devs tests extra; do
+# The boots to run, read whole before any runs, so that nothing a boot runs can take
+# lines of the plan from the loop.
+selected=()
+while read -r name _; do
 	case "$name" in ''|'#'*) continue ;; esac
 	if [ ${#want[@]} -gt 0 ] && ! printf '%s\n' "${want[@]}" | grep -qx "$name"; then
 		continue
 	fi
+	selected+=("$name")
+done < "$plan"
+for name in "${want[@]}"; do
+	printf '%s\n' "${selected[@]}" | grep -qx "$name" || die "no boot $name in tests/plan"
+done
+[ ${#selected[@]} -gt 0 ] || die "no boot to run"
+ran=0
+for name in "${selected[@]}"; do
+	read -r name drv devs tests extra < <(grep -E "^$name\s" "$plan")
 	[ "$extra" = - ] && extra=
 	[ "$tests" = - ] && tests=
 	qrc=0
@@ -200,8 +211,8 @@ while read -r name drv devs tests extra; do
 		grep -a '^BENCH' "$logdir/$name.log" | sed "s/^/$name: /" | tee -a "$VPMEM_CACHE/bench.txt"
 	fi
 	ran=$((ran + 1))
-done < "$plan"
-[ $ran -gt 0 ] || die "no boot matched: ${want[*]}"
+done
+[ $ran = ${#selected[@]} ] || die "ran $ran boots of ${#selected[@]}"
 
 st=0
 python3 "$here/judge.py" --summary "$results" || st=$?

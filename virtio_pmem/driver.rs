@@ -42,6 +42,7 @@ impl VirtioPmem {
         flusher.with_state(|st| {
             let s = &st.stats;
             writeln!(f, "requests: {}", s.requests)?;
+            writeln!(f, "fua_bios: {}", s.fua_bios)?;
             writeln!(f, "host_flushes: {}", s.host_flushes)?;
             writeln!(f, "coalesced: {}", s.coalesced)?;
             writeln!(f, "host_failures: {}", s.host_failures)?;

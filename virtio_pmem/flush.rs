@@ -63,6 +63,8 @@ const RESPONSE_LEN: usize = core::mem::size_of::<uapi::virtio_pmem_resp>();
 pub(crate) struct Stats {
     /// Flush requests from the block layer (synchronous and bios).
     pub(crate) requests: u64,
+    /// FUA bios among the requests, completed from the queue callback.
+    pub(crate) fua_bios: u64,
     /// Flushes sent to the host.
     pub(crate) host_flushes: u64,
     /// Requests answered by a flush another request already asked for.
@@ -336,6 +338,7 @@ impl Flush for Flusher {
     fn flush_bio(&self, bio: FlushBio) {
         let mut queues = self.vqs.lock();
         let st = queues.state();
+        st.stats.fua_bios += 1;
         if st.commit.is_failed() || st.commit.is_broken() {
             st.stats.requests += 1;
             drop(queues);
