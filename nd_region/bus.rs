@@ -22,31 +22,68 @@ struct Region<F: Flush> {
     flush: *const F,
 }
 
-/// A registered nvdimm bus (`struct nvdimm_bus`) and the regions created on it.
+/// What a registered bus owns; freed by [`release`], the device-managed action of the bus.
+///
+/// # Invariants
+///
+/// - `bus` is a bus registered with `desc` and not unregistered yet.
+/// - Each `regions[i].raw` is a region of `bus` whose provider data is `regions[i].flush`, an
+///   `Arc<F>` reference owned by this object.
+struct BusInner<F: Flush> {
+    bus: NonNull<bindings::nvdimm_bus>,
+    regions: KVec<Region<F>>,
+    /// The bus descriptor, which the bus points to until it is unregistered.
+    desc: Opaque<bindings::nvdimm_bus_descriptor>,
+}
+
+/// Unregisters the bus, which removes its regions, namespaces and `pmem` devices (their last
+/// flushes run during that), then releases the flush callbacks and frees `inner`.
+///
+/// # Safety
+///
+/// `inner` must come from `KBox::into_raw` of a `BusInner<F>` in [`Bus::register`], and this
+/// must be the only call for it.
+unsafe extern "C" fn release<F: Flush>(inner: *mut c_void) {
+    // SAFETY: By the safety requirements `inner` is a `KBox<BusInner<F>>` released once, here.
+    let mut inner = unsafe { KBox::from_raw(inner.cast::<BusInner<F>>()) };
+    // SAFETY: `inner.bus` is registered (type invariant) and unregistered only here.
+    unsafe { bindings::nvdimm_bus_unregister(inner.bus.as_ptr()) };
+    for region in inner.regions.drain_all() {
+        // SAFETY: The region is gone, so nothing uses its provider data any more; it came
+        // from `Arc::into_raw` and is released once, here.
+        drop(unsafe { Arc::from_raw(region.flush) });
+    }
+    // `inner.desc` is freed with `inner`, after the bus no longer refers to it.
+}
+
+/// A registered nvdimm bus (`struct nvdimm_bus`) and the regions created on it, for as long as
+/// its parent device is bound (`'bound`).
 ///
 /// Dropping the bus unregisters it, which removes its regions, namespaces and `pmem` devices;
 /// their last flushes run during that, so the [`Flush`] callbacks are released only after it.
 ///
+/// The bus is device-managed: if the handle is leaked (`mem::forget`), the bus is still
+/// unregistered when the parent is unbound, so no region's flush callback can outlive the
+/// binding (and with it the driver's module). The lifetime keeps the handle itself from
+/// outliving the binding.
+///
 /// # Invariants
 ///
-/// - `bus` is a bus registered with `_desc` (which it points to) and not unregistered yet.
-/// - Each `regions[i].raw` is a region of `bus` whose provider data is `regions[i].flush`, an
-///   `Arc<F>` reference owned by this object.
-pub struct Bus<F: Flush> {
-    bus: NonNull<bindings::nvdimm_bus>,
-    regions: KVec<Region<F>>,
-    /// Kept alive until the bus is unregistered (it points to it); freed after `drop`.
-    _desc: Pin<KBox<Opaque<bindings::nvdimm_bus_descriptor>>>,
+/// `inner` is the `BusInner<F>` of a device-managed action `release::<F>` registered on
+/// `parent`, which has not run yet.
+pub struct Bus<'bound, F: Flush> {
+    inner: NonNull<BusInner<F>>,
+    parent: &'bound device::Device<Bound>,
 }
 
 // SAFETY: The bus and region pointers are only passed to libnvdimm functions that may be called
 // from any thread; the flush callbacks are `Send + Sync`.
-unsafe impl<F: Flush> Send for Bus<F> {}
+unsafe impl<F: Flush> Send for Bus<'_, F> {}
 
 // SAFETY: `&Bus` methods only call libnvdimm functions that do their own locking.
-unsafe impl<F: Flush> Sync for Bus<F> {}
+unsafe impl<F: Flush> Sync for Bus<'_, F> {}
 
-impl<F: Flush> Bus<F> {
+impl<'bound, F: Flush> Bus<'bound, F> {
     /// Registers a bus under `parent`, named by `provider` (shown in sysfs and by ndctl).
     ///
     /// With `module`, libnvdimm pins that module while a namespace of the bus is bound, so
@@ -54,35 +91,63 @@ impl<F: Flush> Bus<F> {
     /// at any time: unloading unbinds the parent, which drops the bus, which removes the
     /// regions before any of the module's code can go away.
     pub fn register(
-        parent: &device::Device<Bound>,
+        parent: &'bound device::Device<Bound>,
         provider: &'static CStr,
         module: Option<&'static ThisModule>,
     ) -> Result<Self> {
-        let desc = KBox::pin(
-            Opaque::<bindings::nvdimm_bus_descriptor>::zeroed(),
+        let inner = KBox::new(
+            BusInner::<F> {
+                bus: NonNull::dangling(),
+                regions: KVec::new(),
+                desc: Opaque::zeroed(),
+            },
             GFP_KERNEL,
         )?;
+        let inner = KBox::into_raw(inner);
+        // SAFETY: `inner` is valid and not shared with C yet.
+        let desc = unsafe { (*inner).desc.get() };
         // SAFETY: `desc` is a valid, zeroed descriptor not yet shared with C.
         unsafe {
-            let d = desc.get();
-            (*d).provider_name = provider.as_char_ptr().cast_mut();
-            (*d).module = module.map_or(core::ptr::null_mut(), |m| m.as_ptr());
+            (*desc).provider_name = provider.as_char_ptr().cast_mut();
+            (*desc).module = module.map_or(core::ptr::null_mut(), |m| m.as_ptr());
         }
-        // SAFETY: `parent` is a bound device; `desc` is valid and pinned, and outlives the bus
-        // (dropped after `nvdimm_bus_unregister()` in `drop`).
-        let bus = unsafe { bindings::nvdimm_bus_register(parent.as_raw(), desc.get()) };
+        // SAFETY: `parent` is a bound device; `desc` is valid, and stays so (and in place) until
+        // `release` frees it after `nvdimm_bus_unregister()`.
+        let bus = unsafe { bindings::nvdimm_bus_register(parent.as_raw(), desc) };
+        let Some(bus) = NonNull::new(bus) else {
+            // SAFETY: `inner` came from `KBox::into_raw` above and nothing else refers to it.
+            drop(unsafe { KBox::from_raw(inner) });
+            return Err(ENXIO);
+        };
+        // SAFETY: As above.
+        unsafe { (*inner).bus = bus };
+        // INVARIANT: `inner.bus` is registered with `inner.desc`, with no regions yet.
+        // SAFETY: `parent` is bound; `release::<F>` takes `inner` as its safety requirements
+        // ask, and runs once: at unbind, or in `drop` (`devm_release_action`), or right now
+        // if the action cannot be added (`devm_add_action_or_reset`).
+        to_result(unsafe {
+            bindings::devm_add_action_or_reset(parent.as_raw(), Some(release::<F>), inner.cast())
+        })?;
         Ok(Self {
-            bus: NonNull::new(bus).ok_or(ENXIO)?,
-            regions: KVec::new(),
-            _desc: desc,
+            // SAFETY: `inner` came from `KBox::into_raw`, so it is not null.
+            inner: unsafe { NonNull::new_unchecked(inner) },
+            parent,
         })
+    }
+
+    fn inner(&self) -> &BusInner<F> {
+        // SAFETY: By the type invariant the action has not run, so `inner` is valid; only
+        // `&mut self` methods change it.
+        unsafe { self.inner.as_ref() }
     }
 
     /// Creates a persistent memory region for `desc` whose flushes go to `flush`.
     ///
     /// The region can issue I/O (and so flushes) before this returns.
     pub fn create_pmem_region(&mut self, desc: &RegionDesc, flush: Arc<F>) -> Result {
-        self.regions.reserve(1, GFP_KERNEL)?;
+        // SAFETY: By the type invariant `inner` is valid; `&mut self` makes this the only access.
+        let inner = unsafe { self.inner.as_mut() };
+        inner.regions.reserve(1, GFP_KERNEL)?;
         let mut res: bindings::resource = pin_init::zeroed();
         res.start = desc.start();
         res.end = desc.end();
@@ -94,24 +159,22 @@ impl<F: Flush> Bus<F> {
         ndr.target_node = desc.target_node();
         ndr.flags = desc.flags().bits() as c_ulong;
         ndr.flush = Some(Self::flush_callback);
-        // SAFETY: `self.bus` is registered (type invariant); `ndr` and `res` are valid for the
+        // SAFETY: `inner.bus` is registered (type invariant); `ndr` and `res` are valid for the
         // call, which copies what it keeps; `provider` stays valid until after the bus is
         // unregistered.
-        let raw = unsafe { bindings::nvdimm_pmem_region_create(self.bus.as_ptr(), &mut ndr) };
+        let raw = unsafe { bindings::nvdimm_pmem_region_create(inner.bus.as_ptr(), &mut ndr) };
         let Some(raw) = NonNull::new(raw) else {
             // SAFETY: The region was not created, so nothing else refers to `provider`.
             drop(unsafe { Arc::from_raw(provider) });
             return Err(ENXIO);
         };
-        // Cannot fail: space was reserved above.
-        self.regions
-            .push(
-                Region {
-                    raw,
-                    flush: provider,
-                },
-                GFP_KERNEL,
-            )
+        // INVARIANT: The region is on the bus, with `provider` as its provider data.
+        inner
+            .regions
+            .push_within_capacity(Region {
+                raw,
+                flush: provider,
+            })
             .map_err(|_| ENOMEM)?;
         Ok(())
     }
@@ -120,15 +183,17 @@ impl<F: Flush> Bus<F> {
     ///
     /// The `pmem` devices see it after [`Bus::revalidate_poison`].
     pub fn add_badrange(&self, addr: u64, len: u64) -> Result {
-        // SAFETY: `self.bus` is registered (type invariant).
-        to_result(unsafe { bindings::nvdimm_bus_add_badrange(self.bus.as_ptr(), addr, len) })
+        // SAFETY: The bus is registered (type invariant of `BusInner`).
+        to_result(unsafe {
+            bindings::nvdimm_bus_add_badrange(self.inner().bus.as_ptr(), addr, len)
+        })
     }
 
     /// Makes every region re-read the bus's bad ranges into its devices' bad blocks.
     ///
     /// Sleeps (takes the regions' device locks).
     pub fn revalidate_poison(&self) {
-        for region in self.regions.iter() {
+        for region in self.inner().regions.iter() {
             // SAFETY: `region.raw` is a region of the registered bus (type invariant).
             unsafe {
                 bindings::nvdimm_region_notify(
@@ -141,7 +206,7 @@ impl<F: Flush> Bus<F> {
 
     /// Number of regions created on the bus.
     pub fn region_count(&self) -> usize {
-        self.regions.len()
+        self.inner().regions.len()
     }
 
     extern "C" fn flush_callback(
@@ -149,8 +214,8 @@ impl<F: Flush> Bus<F> {
         bio: *mut bindings::bio,
     ) -> c_int {
         // SAFETY: libnvdimm calls the flush callback of a live region of this bus, so its
-        // provider data is the `F` that `create_pmem_region` leaked and that is released only
-        // after the bus (and with it the region) is unregistered.
+        // provider data is the `F` that `create_pmem_region` leaked and that `release` frees
+        // only after the bus (and with it the region) is unregistered.
         let flush = unsafe { &*bindings::nd_region_provider_data(region).cast::<F>() };
         // SAFETY: The callback gets a null bio or a bio it is to complete if it returns
         // `NVDIMM_FLUSH_ASYNC`, which it does for every bio.
@@ -167,16 +232,18 @@ impl<F: Flush> Bus<F> {
     }
 }
 
-impl<F: Flush> Drop for Bus<F> {
+impl<F: Flush> Drop for Bus<'_, F> {
     fn drop(&mut self) {
-        // Removes the regions; their last flushes run now, through the callbacks.
-        // SAFETY: `self.bus` is registered (type invariant) and unregistered only here.
-        unsafe { bindings::nvdimm_bus_unregister(self.bus.as_ptr()) };
-        for region in self.regions.drain_all() {
-            // SAFETY: The region is gone, so nothing uses its provider data any more; it came
-            // from `Arc::into_raw` and is released once, here.
-            drop(unsafe { Arc::from_raw(region.flush) });
-        }
-        // `self._desc` is freed after this, once the bus no longer refers to it.
+        // Runs `release` now, which removes the regions (their last flushes run now, through
+        // the callbacks), and forgets the action.
+        // SAFETY: By the type invariant the action `release::<F>` with `inner` is registered on
+        // the bound `parent` and has not run; this runs it, once.
+        unsafe {
+            bindings::devm_release_action(
+                self.parent.as_raw(),
+                Some(release::<F>),
+                self.inner.as_ptr().cast(),
+            )
+        };
     }
 }

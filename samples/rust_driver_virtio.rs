@@ -8,21 +8,54 @@
 //!
 //! With `malformed=1` the request lacks its device-readable part: the device rejects it and
 //! asks for a reset (`NEEDS_RESET`), which [`virtio::Driver::config_changed`] reports.
+//!
+//! Three parameters probe the abstractions' limits, for the tests: `config_offset=N` reads a
+//! 64-bit configuration field at byte `N` (refused past `struct virtio_pmem_config`);
+//! `stop_probe=1` keeps flushes going at unbind and tries to notify the device once the bus is
+//! stopping the queue (refused); `leak_bus=1` registers an nvdimm bus with a region over the
+//! device's memory and leaks the handle (the bus still goes away at unbind).
 
+use core::mem::offset_of;
 use kernel::{
-    device::{Bound, Core},
+    device::{
+        self,
+        Bound,
+        Core, //
+    },
+    nvdimm::{
+        self,
+        RegionDesc,
+        RegionFlags, //
+    },
     prelude::*,
     sync::Arc,
-    uapi,
-    virtio::{self, Request, Virtqueues},
+    uapi::{
+        self,
+        virtio_pmem_config, //
+    },
+    virtio::{
+        self,
+        Request,
+        Virtqueues, //
+    },
 };
 
-/// The queue's handler; its locked state holds the request whenever the device does not.
+/// The queue's handler.
 struct SampleHandler;
+
+/// The handler's locked state.
+#[derive(Default)]
+struct SampleState {
+    /// The request, whenever the device does not hold it.
+    req: Option<Request<()>>,
+    /// With `stop_probe`: the driver is unbinding, keep the request going.
+    unbinding: bool,
+}
 
 impl virtio::Handler for SampleHandler {
     type Data = ();
-    type State = Option<Request<()>>;
+    type State = SampleState;
+    type Finished = ();
 
     fn callback(&self, queues: &mut virtio::Locked<'_, Self>, index: usize) {
         while let Some((req, used)) = queues.get_buf(index) {
@@ -31,14 +64,32 @@ impl virtio::Handler for SampleHandler {
                 .first_chunk::<4>()
                 .copied()
                 .map(u32::from_le_bytes);
-            pr_info!("flush answered: {used} bytes used, ret {ret:?}\n");
-            *queues.state() = Some(req);
+            if !queues.state().unbinding {
+                pr_info!("flush answered: {used} bytes used, ret {ret:?}\n");
+                queues.state().req = Some(req);
+                continue;
+            }
+            // Send it again until the bus refuses it, then try to notify the device.
+            match queues.add(index, req) {
+                Ok(()) => {
+                    queues.kick(index);
+                }
+                Err((req, e)) => {
+                    let notified = queues.kick(index);
+                    let verdict = if notified { "allowed" } else { "refused" };
+                    let errno = e.to_errno();
+                    pr_info!("notify while stopping (add: {errno}): {verdict}\n");
+                    queues.state().req = Some(req);
+                }
+            }
         }
     }
 
-    fn reclaim(&self, state: &mut Self::State, req: Request<()>, used: Option<u32>) {
-        pr_info!("request reclaimed at unbind (used: {used:?})\n");
-        *state = Some(req);
+    fn reclaim(&self, state: &mut Self::State, (): &mut (), req: Request<()>, used: Option<u32>) {
+        if !state.unbinding {
+            pr_info!("request reclaimed at unbind (used: {used:?})\n");
+        }
+        state.req = Some(req);
     }
 }
 
@@ -48,6 +99,17 @@ struct SampleDriver {
 
 kernel::virtio_device_table!(VIRTIO_TABLE, [virtio::DeviceId::new(uapi::VIRTIO_ID_PMEM)]);
 
+/// The flush callback of the region that `leak_bus=1` registers: nothing to make durable.
+struct SampleFlush;
+
+impl nvdimm::Flush for SampleFlush {
+    fn flush(&self) -> Result {
+        pr_info!("sample region flushed\n");
+        Ok(())
+    }
+}
+
+#[vtable]
 impl virtio::Driver for SampleDriver {
     type Data<'bound> = Self;
 
@@ -55,7 +117,26 @@ impl virtio::Driver for SampleDriver {
     const FEATURES: &'static [u32] = &[uapi::VIRTIO_PMEM_F_SHMEM_REGION];
 
     fn probe<'bound>(vdev: &'bound virtio::Device<Core<'_>>) -> impl PinInit<Self, Error> + 'bound {
-        let (start, size) = vdev.read_config(|c| Ok((c.read_le64(0)?, c.read_le64(8)?)))?;
+        let (start, size) = vdev.read_config::<virtio_pmem_config, _>(|c| {
+            Ok((
+                c.read_le64(offset_of!(virtio_pmem_config, start))?,
+                c.read_le64(offset_of!(virtio_pmem_config, size))?,
+            ))
+        })?;
+        if let Ok(offset) = usize::try_from(module_parameters::config_offset.value()) {
+            match vdev.read_config::<virtio_pmem_config, _>(|c| c.read_le64(offset)) {
+                Ok(value) => dev_info!(vdev, "config field at {offset}: {value:#x}\n"),
+                Err(e) => dev_info!(vdev, "config field at {offset}: error {}\n", e.to_errno()),
+            }
+        }
+        if module_parameters::leak_bus.value() {
+            let parent: &'bound device::Device<Bound> = vdev.as_ref();
+            let mut bus = nvdimm::Bus::register(parent, c"rust-sample", None)?;
+            let desc = RegionDesc::new(start, size, RegionFlags::ASYNC)?;
+            bus.create_pmem_region(&desc, Arc::new(SampleFlush, GFP_KERNEL)?)?;
+            dev_info!(vdev, "nvdimm bus registered, handle leaked\n");
+            core::mem::forget(bus);
+        }
         let shm = vdev.has_feature(uapi::VIRTIO_PMEM_F_SHMEM_REGION);
         dev_info!(
             vdev,
@@ -72,7 +153,7 @@ impl virtio::Driver for SampleDriver {
         }
         req.input_mut().copy_from_slice(&1u32.to_le_bytes());
 
-        let vqs = vdev.find_vqs(&[c"flush_queue"], SampleHandler, None)?;
+        let vqs = vdev.find_vqs(&[c"flush_queue"], SampleHandler, SampleState::default())?;
         vdev.ready();
         {
             let mut queues = vqs.lock();
@@ -82,7 +163,7 @@ impl virtio::Driver for SampleDriver {
                 }
                 Err((req, e)) => {
                     dev_warn!(vdev, "cannot queue the flush: {e:?}\n");
-                    *queues.state() = Some(req);
+                    queues.state().req = Some(req);
                 }
             }
         }
@@ -90,8 +171,21 @@ impl virtio::Driver for SampleDriver {
     }
 
     fn unbind<'bound>(vdev: &'bound virtio::Device<Core<'_>>, this: Pin<&Self>) {
-        let idle = this.vqs.lock().state().is_some();
-        dev_info!(vdev, "unbinding; request idle: {idle}\n");
+        let mut queues = this.vqs.lock();
+        let idle = queues.state().req.is_some();
+        if !module_parameters::stop_probe.value() {
+            dev_info!(vdev, "unbinding; request idle: {idle}\n");
+            return;
+        }
+        queues.state().unbinding = true;
+        if let Some(req) = queues.state().req.take() {
+            match queues.add(0, req) {
+                Ok(()) => {
+                    queues.kick(0);
+                }
+                Err((req, _)) => queues.state().req = Some(req),
+            }
+        }
     }
 
     fn config_changed<'bound>(vdev: &'bound virtio::Device<Bound>, _this: Pin<&Self>) {
@@ -110,6 +204,18 @@ kernel::module_virtio_driver! {
         malformed: bool {
             default: false,
             description: "Send a request the device must reject, so that it asks for a reset",
+        },
+        config_offset: i64 {
+            default: -1,
+            description: "Read a 64-bit configuration field at this byte offset at probe",
+        },
+        stop_probe: bool {
+            default: false,
+            description: "At unbind, keep flushing and try to notify the device while stopping",
+        },
+        leak_bus: bool {
+            default: false,
+            description: "Register an nvdimm bus and region over the device, and leak the handle",
         },
     },
 }

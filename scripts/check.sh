@@ -50,6 +50,28 @@ elif grep -E -A8 '^(warning|error)(\[|:)' "$log_file" | grep -E 'virtio|nvdimm' 
 	bad "rustdoc warnings in the project's code (full log: $log_file)"
 fi
 
+step "compile_fail examples"
+# Each must fail to build with its error code, and build without the marked line.
+cf=$(mktemp -d "${TMPDIR:-/tmp}/vpmem-cf.XXXXXX")
+n=$(cd "$REPO" && python3 "$here/compile_fail.py" "$cf" "${rs_repo[@]}") || bad "compile_fail: extraction failed"
+for d in "$cf"/*/; do
+	[ -f "$d/expect" ] || continue
+	code=$(sed -n 1p "$d/expect") where=$(sed -n 2p "$d/expect")
+	if kmake -C "$KERNEL_SRC" O="$KBUILD_OUT" M="$d" modules >"$d/log" 2>&1; then
+		bad "compile_fail: $where compiles"
+	elif ! grep -q "error\[$code\]" "$d/log"; then
+		grep -E -A6 '^error' "$d/log" | head -30 >&2
+		bad "compile_fail: $where fails, but not with $code"
+	elif ! kmake -C "$KERNEL_SRC" O="$KBUILD_OUT" M="$d/ok" modules >"$d/ok/log" 2>&1; then
+		grep -E -A6 '^error' "$d/ok/log" | head -30 >&2
+		bad "compile_fail: $where does not build without its marked line"
+	else
+		log "check: $where fails with $code, and builds without the marked line"
+	fi
+done
+log "check: $n compile_fail examples"
+rm -rf "$cf"
+
 step "Kconfig: the two drivers are never built in together"
 # From the configured tree, ask for both built in, then only ours: olddefconfig must keep
 # ours a module in the first case and built in in the second.

@@ -3,28 +3,52 @@
 //! Virtio device configuration space and shared memory regions.
 
 use super::Device;
-use crate::{bindings, device::Bound, ffi::c_void, prelude::*};
+use crate::{
+    bindings,
+    device::Bound,
+    ffi::c_void,
+    prelude::*, //
+};
+use core::marker::PhantomData;
 
 /// How often [`Device::read_config`] retries a read torn by a configuration change before it
 /// gives up with `EAGAIN`: a device whose generation never settles must not hang the guest.
 const CONFIG_READ_TRIES: u32 = 16;
 
+/// Whether a field of `len` bytes at `offset` lies inside a configuration layout of `size` bytes.
+const fn within(size: usize, offset: usize, len: usize) -> bool {
+    match offset.checked_add(len) {
+        Some(end) => end <= size,
+        None => false,
+    }
+}
+
 /// Reads fields of a device's configuration space, inside [`Device::read_config`].
+///
+/// `C` is the device's configuration layout, the `#[repr(C)]` structure of its specification
+/// (for instance `uapi::virtio_pmem_config`): every read must lie inside it, and fails with
+/// `EINVAL` otherwise. The transports do not know where the configuration ends (virtio-pci
+/// `BUG()`s on a read past its window, virtio-mmio reads whatever registers follow), so the
+/// layout is the bound. Name fields with [`offset_of!`](core::mem::offset_of).
 ///
 /// Multi-byte fields are little-endian, as in every virtio 1.0 device-specific configuration
 /// layout (`le16`, `le32`, `le64` in the specification).
-pub struct ConfigReader<'a> {
+pub struct ConfigReader<'a, C> {
     dev: &'a Device<Bound>,
     get: unsafe extern "C" fn(*mut bindings::virtio_device, u32, *mut c_void, u32),
+    _layout: PhantomData<fn() -> C>,
 }
 
-impl ConfigReader<'_> {
+impl<C> ConfigReader<'_, C> {
     fn read<const N: usize>(&self, offset: usize) -> Result<[u8; N]> {
+        if !within(core::mem::size_of::<C>(), offset, N) {
+            return Err(EINVAL);
+        }
         let offset = u32::try_from(offset)?;
-        offset.checked_add(N as u32).ok_or(EINVAL)?;
         let mut buf = [0u8; N];
         // SAFETY: `self.dev` is a bound virtio device, so its configuration operations are
-        // valid; `buf` is valid for writes of `N` bytes, which is the length passed.
+        // valid; `buf` is valid for writes of `N` bytes, which is the length passed; the field
+        // lies inside the device's configuration layout `C` (checked above).
         unsafe { (self.get)(self.dev.as_raw(), offset, buf.as_mut_ptr().cast(), N as u32) };
         Ok(buf)
     }
@@ -70,22 +94,34 @@ impl Device<Bound> {
         }
     }
 
-    /// Reads the configuration space consistently.
+    /// Reads the configuration space, laid out as `C`, consistently.
     ///
     /// Calls `f` to read fields; if the device changed its configuration meanwhile (the
     /// configuration generation moved), reads again, so the fields `f` returns all come from one
     /// generation. Fails with `ENODEV` if the transport gives no configuration access, with
-    /// `EAGAIN` if the generation does not settle.
+    /// `EAGAIN` if the generation does not settle. Reads outside `C` fail with `EINVAL` (see
+    /// [`ConfigReader`]).
     ///
-    /// Offsets must lie inside the device's configuration layout, which `f` knows and the
-    /// transports do not tell: virtio-pci `BUG()`s on a read past the end of what the device
-    /// offers (the C accessors share this limit).
-    pub fn read_config<R>(&self, mut f: impl FnMut(&ConfigReader<'_>) -> Result<R>) -> Result<R> {
+    /// # Examples
+    ///
+    /// ```ignore
+    /// use core::mem::offset_of;
+    /// use kernel::uapi::virtio_pmem_config;
+    ///
+    /// let size = vdev.read_config::<virtio_pmem_config, _>(|c| {
+    ///     c.read_le64(offset_of!(virtio_pmem_config, size))
+    /// })?;
+    /// ```
+    pub fn read_config<C, R>(
+        &self,
+        mut f: impl FnMut(&ConfigReader<'_, C>) -> Result<R>,
+    ) -> Result<R> {
         // SAFETY: A bound device has valid configuration operations.
         let ops = unsafe { &*(*self.as_raw()).config };
         let reader = ConfigReader {
             dev: self,
             get: ops.get.ok_or(ENODEV)?,
+            _layout: PhantomData,
         };
         for _ in 0..CONFIG_READ_TRIES {
             let before = self.generation();
@@ -109,5 +145,23 @@ impl Device<Bound> {
         } else {
             None
         }
+    }
+}
+
+#[kunit_tests(rust_kernel_virtio_config)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_stay_inside_the_layout() {
+        // A 16-byte layout such as `struct virtio_pmem_config`.
+        assert!(within(16, 0, 8));
+        assert!(within(16, 8, 8));
+        assert!(within(16, 15, 1));
+        assert!(!within(16, 9, 8));
+        assert!(!within(16, 16, 1));
+        assert!(!within(16, 4096, 8));
+        assert!(!within(16, usize::MAX, 8));
+        assert!(!within(0, 0, 1));
     }
 }

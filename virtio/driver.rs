@@ -2,19 +2,39 @@
 
 //! Virtio drivers: the [`Driver`] trait and its bus adapter.
 
-use super::{attribute::Groups, Attribute, Device, Features, IdTable};
+use super::{
+    attribute::Groups,
+    Attribute,
+    Device,
+    Features,
+    IdTable, //
+};
 use crate::{
     bindings,
-    device::{self, BoundInternal, CoreInternal},
+    device::{
+        self,
+        Bound,
+        BoundInternal,
+        CoreInternal, //
+    },
     driver,
-    error::{from_result, to_result},
+    error::{
+        from_result,
+        to_result,
+        VTABLE_DEFAULT_ERROR, //
+    },
     prelude::*,
     types::Opaque,
-    ThisModule,
+    ThisModule, //
 };
 use core::pin::Pin;
 
 /// A virtio driver.
+///
+/// Only [`Driver::probe`] is required. [`Driver::freeze`] and [`Driver::restore`] are optional
+/// (`#[vtable]`): a driver without them does not stand in the way of system sleep; the bus still
+/// quiesces its virtqueues at freeze and finds them again at restore, as for a driver that has
+/// them, so its requests come back through [`Handler::reclaim`](super::Handler::reclaim).
 ///
 /// # Examples
 ///
@@ -25,6 +45,7 @@ use core::pin::Pin;
 ///
 /// kernel::virtio_device_table!(ID_TABLE, [virtio::DeviceId::new(27)]);
 ///
+/// #[vtable]
 /// impl virtio::Driver for MyDriver {
 ///     type Data<'bound> = ();
 ///     const ID_TABLE: virtio::IdTable = &ID_TABLE;
@@ -37,6 +58,39 @@ use core::pin::Pin;
 ///     }
 /// }
 /// ```
+///
+/// [`Driver::validate`] runs before the features are final, so it gets a device that can read its
+/// configuration but cannot bring up queues or the device itself:
+///
+/// ```ignore,compile_fail,E0599
+/// # use kernel::{device::{Bound, Core}, prelude::*, virtio};
+/// # struct MyDriver;
+/// # kernel::virtio_device_table!(ID_TABLE, [virtio::DeviceId::new(27)]);
+/// #[vtable]
+/// impl virtio::Driver for MyDriver {
+///     type Data<'bound> = ();
+///     const ID_TABLE: virtio::IdTable = &ID_TABLE;
+///
+///     fn validate(vdev: &virtio::Device<Bound>, _features: &mut virtio::Features<'_>) -> Result {
+///         vdev.ready(); // error[E0599]: no method named `ready` found
+///         Ok(())
+///     }
+///
+///     fn probe<'bound>(
+///         _vdev: &'bound virtio::Device<Core<'_>>,
+///     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+///         Ok(())
+///     }
+/// }
+/// # kernel::module_virtio_driver! {
+/// #     type: MyDriver,
+/// #     name: "compile_fail_validate",
+/// #     authors: ["virtio-pmem-rs developers"],
+/// #     description: "validate cannot bring up the device",
+/// #     license: "GPL",
+/// # }
+/// ```
+#[vtable]
 pub trait Driver: 'static {
     /// The driver's data for a bound device.
     type Data<'bound>: Send + Sync + 'bound;
@@ -53,8 +107,10 @@ pub trait Driver: 'static {
 
     /// Checks the features on offer before they are final, and may withdraw some.
     ///
-    /// Called during probe, before [`Driver::probe`]. The default accepts them all.
-    fn validate(vdev: &Device<device::Core<'_>>, features: &mut Features<'_>) -> Result {
+    /// Called during probe, before [`Driver::probe`], with a device that may read its
+    /// configuration but not yet find queues or become ready (the features are not final). The
+    /// default accepts them all.
+    fn validate(vdev: &Device<Bound>, features: &mut Features<'_>) -> Result {
         let _ = (vdev, features);
         Ok(())
     }
@@ -74,24 +130,22 @@ pub trait Driver: 'static {
         let _ = (vdev, this);
     }
 
-    /// Prepares the device for system sleep (suspend or hibernation).
+    /// Prepares the device for system sleep (suspend or hibernation). Optional.
     ///
-    /// Called with the device and its virtqueues still running, like [`Driver::unbind`]. When
-    /// it returns `Ok`, the bus quiesces the virtqueues as at unbind (grace period, reset,
+    /// Called with the device and its virtqueues still running, like [`Driver::unbind`]. An
+    /// error aborts the transition. When it returns `Ok` (or the driver has no `freeze`), the
+    /// bus quiesces the virtqueues as at unbind (grace period, reset,
     /// [`Handler::reclaim`](super::Handler::reclaim),
     /// [`Handler::stopped`](super::Handler::stopped)) but keeps them for [`Driver::restore`].
-    /// The default refuses with `EOPNOTSUPP`, which aborts the transition rather than let the
-    /// core reset the device under a driver that cannot bring it back.
     fn freeze<'bound>(
         vdev: &'bound Device<device::Core<'_>>,
         this: Pin<&Self::Data<'bound>>,
     ) -> Result {
-        let _ = this;
-        dev_err!(vdev, "suspend and hibernation are not supported\n");
-        Err(EOPNOTSUPP)
+        let _ = (vdev, this);
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Brings the device back after system sleep.
+    /// Brings the device back after system sleep. Optional.
     ///
     /// The core has reset the device and negotiated the same features again; the bus has found
     /// the virtqueues again, empty. The device becomes live (`DRIVER_OK`) after this returns, or
@@ -102,15 +156,17 @@ pub trait Driver: 'static {
         this: Pin<&Self::Data<'bound>>,
     ) -> Result {
         let _ = (vdev, this);
-        Ok(())
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// The device changed its configuration space.
+    /// The device changed its configuration space. Optional.
     ///
-    /// Called only while the driver is bound, in atomic context: it must not sleep (see
-    /// [`Device::status`] for which transports allow reading the status here).
+    /// Called only while the driver is bound, in atomic context under the virtio core's
+    /// configuration lock: it must not sleep (see [`Device::status`] for which transports allow
+    /// reading the status here), and should hand lasting work to a work item.
     fn config_changed<'bound>(vdev: &'bound Device<device::Bound>, this: Pin<&Self::Data<'bound>>) {
         let _ = (vdev, this);
+        build_error!(VTABLE_DEFAULT_ERROR)
     }
 }
 
@@ -147,7 +203,13 @@ unsafe impl<T: Driver + 'static> driver::RegistrationOps for Adapter<T> {
             (*vdrv).validate = Some(Self::validate_callback);
             (*vdrv).probe = Some(Self::probe_callback);
             (*vdrv).remove = Some(Self::remove_callback);
-            (*vdrv).config_changed = Some(Self::config_changed_callback);
+            (*vdrv).config_changed = if T::HAS_CONFIG_CHANGED {
+                Some(Self::config_changed_callback)
+            } else {
+                None
+            };
+            // Always set: without PM callbacks of its own, the driver's queues are still
+            // quiesced and found again (see `Driver`).
             (*vdrv).freeze = Some(Self::freeze_callback);
             (*vdrv).restore = Some(Self::restore_callback);
             (*vdrv).driver.dev_groups = groups;
@@ -177,8 +239,11 @@ impl<T: Driver + 'static> Adapter<T> {
         // device lock it holds.
         let vdev = unsafe { &*vdev.cast::<Device<CoreInternal<'_>>>() };
         let mut features = Features::new(vdev);
+        // Only the `Bound` view goes to the driver: no queues or `DRIVER_OK` before the features
+        // are final.
+        let bound: &Device<Bound> = vdev;
         from_result(|| {
-            T::validate(vdev, &mut features)?;
+            T::validate(bound, &mut features)?;
             Ok(0)
         })
     }
@@ -250,7 +315,9 @@ impl<T: Driver + 'static> Adapter<T> {
         // the PM core suspends its parent.
         unsafe {
             Self::locked_bound(vdev, |vdev, data| {
-                T::freeze(vdev, data)?;
+                if T::HAS_FREEZE {
+                    T::freeze(vdev, data)?;
+                }
                 super::virtqueue::suspend(vdev);
                 Ok(())
             })
@@ -264,6 +331,9 @@ impl<T: Driver + 'static> Adapter<T> {
             Self::locked_bound(vdev, |vdev, data| {
                 super::virtqueue::resume(vdev)
                     .inspect_err(|e| dev_err!(vdev, "cannot find the virtqueues again: {e:?}\n"))?;
+                if !T::HAS_RESTORE {
+                    return Ok(());
+                }
                 T::restore(vdev, data).inspect_err(|_| super::virtqueue::suspend(vdev))
             })
         }

@@ -25,4 +25,4 @@ pub use self::config::{ConfigReader, ShmRegion};
 pub use self::device::{Device, Features, Status};
 pub use self::driver::{Adapter, Driver};
 pub use self::id::{DeviceId, IdTable, ANY_VENDOR};
-pub use self::virtqueue::{Handler, Locked, Request, Virtqueues};
+pub use self::virtqueue::{Guard, Handler, Locked, Request, Virtqueues};

@@ -31,19 +31,49 @@
 //!
 //! C header: [`include/linux/virtio.h`](srctree/include/linux/virtio.h)
 
-use super::Device;
+use super::{
+    Device,
+    Status, //
+};
 use crate::{
     alloc::Flags,
     bindings,
-    device::{Bound, Core, CoreInternal},
+    device::{
+        Bound,
+        Core,
+        CoreInternal, //
+    },
     error::to_result,
     ffi::c_void,
     new_spinlock_irq,
     prelude::*,
-    sync::{aref::ARef, Arc, CondVar, CondVarTimeoutResult, SpinLockIrq, SpinLockIrqGuard},
-    time::{delay::fsleep, msecs_to_jiffies, Delta, Instant, Monotonic},
+    sync::{
+        aref::ARef,
+        Arc,
+        CondVar,
+        CondVarTimeoutResult,
+        SpinLockIrq,
+        SpinLockIrqGuard, //
+    },
+    time::{
+        delay::fsleep,
+        msecs_to_jiffies,
+        Delta,
+        Instant,
+        Monotonic, //
+    },
 };
-use core::{mem::MaybeUninit, ptr};
+use core::{
+    mem::{
+        ManuallyDrop,
+        MaybeUninit, //
+    },
+    ops::{
+        Deref,
+        DerefMut, //
+    },
+    ptr,
+};
 
 /// A request: a device-readable buffer, a device-writable buffer and driver data.
 ///
@@ -150,6 +180,47 @@ impl<D> Request<D> {
 }
 
 /// What a driver does with its virtqueues' events.
+///
+/// The callbacks run with the queues locked (a spinlock, interrupts off). Whatever must not
+/// happen under that lock, such as completing another layer's I/O, whose completion may come
+/// straight back to the driver, goes into [`Handler::Finished`] instead: the bus hands it to
+/// [`Handler::finish`] once the lock is released.
+///
+/// The callback cannot sleep, and cannot ask to: it gets a [`Locked`], which has no waiting
+/// methods (only the [`Guard`] of [`Virtqueues::lock`] has them):
+///
+/// ```ignore,compile_fail,E0599
+/// # use kernel::{new_condvar, prelude::*, sync::CondVar, virtio};
+/// #[pin_data]
+/// struct MyHandler {
+///     #[pin]
+///     cond: CondVar,
+/// }
+///
+/// impl virtio::Handler for MyHandler {
+///     type Data = ();
+///     type State = ();
+///     type Finished = ();
+///
+///     fn callback(&self, queues: &mut virtio::Locked<'_, Self>, _index: usize) {
+///         queues.wait(&self.cond); // error[E0599]: no method named `wait` found
+///     }
+/// }
+/// # fn use_it(h: &MyHandler) {}
+/// # kernel::module! {
+/// #     type: Module,
+/// #     name: "compile_fail_callback",
+/// #     authors: ["virtio-pmem-rs developers"],
+/// #     description: "the queue callback cannot sleep",
+/// #     license: "GPL",
+/// # }
+/// # struct Module;
+/// # impl kernel::Module for Module {
+/// #     fn init(_: &'static ThisModule) -> Result<Self> {
+/// #         Ok(Module)
+/// #     }
+/// # }
+/// ```
 pub trait Handler: Send + Sync + Sized + 'static {
     /// The driver data of each [`Request`].
     type Data: Send + 'static;
@@ -157,6 +228,9 @@ pub trait Handler: Send + Sync + Sized + 'static {
     /// Driver state kept under the queues' lock, beside the queues themselves, for what must
     /// change atomically with adding or taking requests.
     type State: Send + 'static;
+
+    /// What the callbacks move out of the lock, for [`Handler::finish`] to complete after it.
+    type Finished: Default + Send;
 
     /// The device used buffers of queue `index` (a "used buffer notification").
     ///
@@ -168,16 +242,29 @@ pub trait Handler: Send + Sync + Sized + 'static {
     /// `used` is the used length if the device had completed the request, `None` if it never
     /// did. The device is reset by then. Runs with the queues locked: it must not sleep. The
     /// default drops the request.
-    fn reclaim(&self, state: &mut Self::State, req: Request<Self::Data>, used: Option<u32>) {
-        let _ = (state, req, used);
+    fn reclaim(
+        &self,
+        state: &mut Self::State,
+        finished: &mut Self::Finished,
+        req: Request<Self::Data>,
+        used: Option<u32>,
+    ) {
+        let _ = (state, finished, req, used);
     }
 
     /// The queues have stopped, after the last [`Handler::reclaim`]: wake up whoever waits for
     /// them. At unbind they never run again; at freeze they may run again after restore (see
     /// [`Driver::restore`](super::Driver::restore)). Runs with the queues locked: it must not
     /// sleep.
-    fn stopped(&self, state: &mut Self::State) {
-        let _ = state;
+    fn stopped(&self, state: &mut Self::State, finished: &mut Self::Finished) {
+        let _ = (state, finished);
+    }
+
+    /// Completes what a locked section left in `finished`, with the queues unlocked (but maybe
+    /// in interrupt context: it must not sleep). Runs after every locked section, also when it
+    /// left nothing. The default drops it.
+    fn finish(&self, finished: Self::Finished) {
+        drop(finished);
     }
 }
 
@@ -245,18 +332,59 @@ pub struct Virtqueues<H: Handler> {
     handler: H,
 }
 
-/// Locked virtqueues: every queue operation needs one.
+/// Locked virtqueues: every queue operation needs one. No sleeping while it is held.
+///
+/// When it is dropped, the lock is released first; then whatever the locked section left in
+/// [`Locked::finished`] goes to [`Handler::finish`].
+///
+/// # Invariants
+///
+/// `guard` is dropped only in `Drop::drop`.
 pub struct Locked<'a, H: Handler> {
     vqs: &'a Virtqueues<H>,
-    guard: SpinLockIrqGuard<'a, Inner<H>>,
+    guard: ManuallyDrop<SpinLockIrqGuard<'a, Inner<H>>>,
+    finished: H::Finished,
+}
+
+impl<H: Handler> Drop for Locked<'_, H> {
+    fn drop(&mut self) {
+        // SAFETY: By the type invariant `guard` has not been dropped, and it is not used again.
+        unsafe { ManuallyDrop::drop(&mut self.guard) };
+        self.vqs
+            .handler
+            .finish(core::mem::take(&mut self.finished));
+    }
+}
+
+/// The virtqueues locked by a caller in process context: [`Locked`], plus waiting.
+pub struct Guard<'a, H: Handler>(Locked<'a, H>);
+
+impl<'a, H: Handler> Deref for Guard<'a, H> {
+    type Target = Locked<'a, H>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<H: Handler> DerefMut for Guard<'_, H> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl<H: Handler> Virtqueues<H> {
     /// Locks the queues (and the driver state beside them), disabling interrupts.
-    pub fn lock(&self) -> Locked<'_, H> {
+    pub fn lock(&self) -> Guard<'_, H> {
+        Guard(self.lock_inner())
+    }
+
+    fn lock_inner(&self) -> Locked<'_, H> {
+        // INVARIANT: The guard is dropped only by `Locked::drop`.
         Locked {
             vqs: self,
-            guard: self.inner.lock(),
+            guard: ManuallyDrop::new(self.inner.lock()),
+            finished: H::Finished::default(),
         }
     }
 
@@ -296,8 +424,9 @@ impl<H: Handler> Virtqueues<H> {
 
         // 3. Every request comes back to the driver, used or not.
         {
-            let mut inner = self.inner.lock();
-            let inner = &mut *inner;
+            let mut locked = self.lock_inner();
+            let finished = &mut locked.finished;
+            let inner = &mut **locked.guard;
             let queues = core::mem::take(&mut inner.queues.vqs);
             for vq in queues.iter().copied() {
                 loop {
@@ -311,7 +440,8 @@ impl<H: Handler> Virtqueues<H> {
                     // SAFETY: Only `Locked::add` puts tokens in these queues, each from
                     // `Request<H::Data>::into_token`, and the queue returns each once.
                     let req = unsafe { Request::from_token(token) };
-                    self.handler.reclaim(&mut inner.state, req, Some(len));
+                    self.handler
+                        .reclaim(&mut inner.state, finished, req, Some(len));
                 }
                 loop {
                     // SAFETY: As above; the device is reset, so unused buffers can be detached.
@@ -329,11 +459,11 @@ impl<H: Handler> Virtqueues<H> {
                         self.device(),
                         "request not given back at reset, buffers kept\n"
                     );
-                    self.handler.reclaim(&mut inner.state, req, None);
+                    self.handler.reclaim(&mut inner.state, finished, req, None);
                 }
             }
             inner.queues.in_flight = 0;
-            self.handler.stopped(&mut inner.state);
+            self.handler.stopped(&mut inner.state, finished);
         }
 
         // 4. The queues go away, and with them their interrupts.
@@ -405,7 +535,7 @@ impl<H: Handler> Virtqueues<H> {
         // the `Virtqueues<H>` that made it; `stop` deletes the queues, which waits for running
         // callbacks, before releasing that reference.
         let vqs = unsafe { &*(*vdev).priv_.cast::<Self>() };
-        let mut locked = vqs.lock();
+        let mut locked = vqs.lock_inner();
         // The queues may not be published yet (inside `find_vqs` or `resume`) or already
         // quiesced.
         if index < locked.guard.queues.vqs.len() {
@@ -434,7 +564,7 @@ impl<'a, H: Handler> Locked<'a, H> {
     /// The driver state kept under the lock.
     pub fn state(&mut self) -> &mut H::State {
         // Not `self.guard.state`: that is the guard's own lock state.
-        &mut (*self.guard).state
+        &mut (**self.guard).state
     }
 
     /// The driver's handler.
@@ -442,17 +572,39 @@ impl<'a, H: Handler> Locked<'a, H> {
         &self.vqs.handler
     }
 
+    /// The device the queues belong to.
+    pub fn device(&self) -> &'a Device {
+        &self.vqs.vdev
+    }
+
+    /// What the locked section hands to [`Handler::finish`] once the lock is released.
+    pub fn finished(&mut self) -> &mut H::Finished {
+        &mut self.finished
+    }
+
+    /// The device status, while the queues are live (`None` otherwise, and on transports
+    /// whose status read may sleep).
+    ///
+    /// Live queues mean the driver is still bound, so the transport is still mapped.
+    pub fn status(&self) -> Option<Status> {
+        // virtio-ccw reads the status with a channel program, which sleeps.
+        if cfg!(CONFIG_S390) || !self.is_live() {
+            return None;
+        }
+        let dev = self.vqs.vdev.as_raw().cast::<Device<Bound>>();
+        // SAFETY: The queues are live, so the device is bound to the driver that made them
+        // (they stop at unbind, under this lock, before the binding ends).
+        Some(unsafe { &*dev }.status())
+    }
+}
+
+impl<H: Handler> Guard<'_, H> {
     /// Sleeps on `cond` with the queues unlocked, relocking them before returning.
     ///
     /// The wait is not interruptible; wake-ups may be spurious, so check the condition again.
     /// [`Handler::stopped`] is the place to wake everyone at teardown.
     pub fn wait(&mut self, cond: &CondVar) {
-        cond.wait(&mut self.guard);
-    }
-
-    /// The device the queues belong to.
-    pub fn device(&self) -> &'a Device {
-        &self.vqs.vdev
+        cond.wait(&mut *self.0.guard);
     }
 
     /// Sleeps on `cond` for at most `timeout` with the queues unlocked, relocking them before
@@ -463,17 +615,20 @@ impl<'a, H: Handler> Locked<'a, H> {
     /// on it do not spin. Wake-ups may be spurious, so check the condition again.
     pub fn wait_timeout(&mut self, cond: &CondVar, timeout: Delta) -> bool {
         let ms = u32::try_from(timeout.as_millis_ceil()).unwrap_or(u32::MAX);
-        match cond.wait_interruptible_timeout(&mut self.guard, msecs_to_jiffies(ms)) {
+        match cond.wait_interruptible_timeout(&mut *self.0.guard, msecs_to_jiffies(ms)) {
             CondVarTimeoutResult::Timeout => false,
             CondVarTimeoutResult::Woken { .. } => true,
             CondVarTimeoutResult::Signal { .. } => {
-                self.guard
+                self.0
+                    .guard
                     .do_unlocked(|| fsleep(Delta::from_millis(SIGNAL_BACKOFF_MS)));
                 true
             }
         }
     }
+}
 
+impl<'a, H: Handler> Locked<'a, H> {
     fn vq(&self, index: usize) -> Result<*mut bindings::virtqueue> {
         self.guard.queues.vqs.get(index).copied().ok_or(ENODEV)
     }
@@ -546,9 +701,11 @@ impl<'a, H: Handler> Locked<'a, H> {
         Ok(())
     }
 
-    /// Tells the device about added requests. Returns `false` if the queue is broken or gone.
+    /// Tells the device about added requests. Returns `false` if the queue is broken, gone, or
+    /// being stopped: no notification may reach a device that is being reset.
     pub fn kick(&mut self, index: usize) -> bool {
         match self.vq(index) {
+            Ok(_) if self.guard.queues.stopping => false,
             // SAFETY: `vq` is live and locked.
             Ok(vq) => unsafe { bindings::virtqueue_kick(vq) },
             Err(_) => false,

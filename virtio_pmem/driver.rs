@@ -3,40 +3,67 @@
 //! Probe and teardown of a virtio-pmem device.
 
 use crate::{
-    flush::{FlushHandler, FlushState, Flusher},
+    flush::{
+        FlushHandler,
+        FlushState,
+        Flusher, //
+    },
     range,
 };
-use core::{fmt::Write, pin::Pin};
+use core::{
+    fmt::Write,
+    pin::Pin, //
+};
 use kernel::{
-    debugfs::{Dir, File},
-    device::{Bound, Core},
-    fmt, nvdimm,
+    debugfs::{
+        Dir,
+        File, //
+    },
+    device::{
+        self,
+        Bound,
+        Core, //
+    },
+    fmt,
+    nvdimm,
     prelude::*,
-    str::{CString, Formatter},
+    str::{
+        CString,
+        Formatter, //
+    },
     sync::Arc,
+    uaccess::UserSliceReader,
     uapi,
-    virtio::{self, Features},
+    virtio::{
+        self,
+        Features, //
+    },
 };
 
 kernel::virtio_device_table!(VIRTIO_TABLE, [virtio::DeviceId::new(uapi::VIRTIO_ID_PMEM)]);
+
+/// The virtio-pmem driver.
+pub(crate) struct VirtioPmemDriver;
 
 /// A bound virtio-pmem device.
 ///
 /// The nvdimm bus goes first when the device is unbound: unregistering it removes the region
 /// and its `pmem` device, whose last flush still reaches the host. Then the debugfs files go,
-/// and the bus stops the request queue.
+/// then the flusher (which cancels its watchdog), and the bus stops the request queue.
 #[pin_data]
-pub(crate) struct VirtioPmem {
-    bus: nvdimm::Bus<Flusher>,
+pub(crate) struct VirtioPmem<'bound> {
+    bus: nvdimm::Bus<'bound, Flusher>,
     #[pin]
     _stats: File<Arc<Flusher>>,
+    #[pin]
+    _inject: File<Arc<Flusher>>,
     _debugfs: Dir,
     flusher: Arc<Flusher>,
     /// The range the region covers, which must not change across system sleep.
     desc: nvdimm::RegionDesc,
 }
 
-impl VirtioPmem {
+impl VirtioPmem<'_> {
     /// `stats`: the flush counters and state.
     fn show_stats(flusher: &Arc<Flusher>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         flusher.with_state(|st| {
@@ -53,6 +80,18 @@ impl VirtioPmem {
             writeln!(f, "last_latency_us: {}", s.last_latency_us)?;
             writeln!(f, "restores: {}", s.restores)
         })
+    }
+
+    /// debugfs `inject_malformed`: writing `1` sends the next flush malformed, for tests.
+    fn store_inject(flusher: &Arc<Flusher>, reader: &mut UserSliceReader) -> Result {
+        let mut buf = [0u8; 4];
+        let len = reader.len().min(buf.len());
+        reader.read_slice(&mut buf[..len])?;
+        if buf[..len].trim_ascii() != b"1" {
+            return Err(EINVAL);
+        }
+        flusher.with_state(|st| st.inject_malformed = true);
+        Ok(())
     }
 
     /// sysfs `flush_error`: whether a host flush failure sticks.
@@ -78,8 +117,9 @@ impl VirtioPmem {
     }
 }
 
-impl virtio::Driver for VirtioPmem {
-    type Data<'bound> = Self;
+#[vtable]
+impl virtio::Driver for VirtioPmemDriver {
+    type Data<'bound> = VirtioPmem<'bound>;
 
     const ID_TABLE: virtio::IdTable = &VIRTIO_TABLE;
     const FEATURES: &'static [u32] = &[uapi::VIRTIO_PMEM_F_SHMEM_REGION];
@@ -89,27 +129,30 @@ impl virtio::Driver for VirtioPmem {
     )]
     const ATTRIBUTES: &'static [virtio::Attribute<Self>] = &[virtio::Attribute::read_write(
         c"flush_error",
-        |vdev, this, f| Self::show_flush_error(vdev, this, f),
-        |vdev, this, buf| Self::store_flush_error(vdev, this, buf),
+        |vdev, this, f| VirtioPmem::show_flush_error(vdev, this, f),
+        |vdev, this, buf| VirtioPmem::store_flush_error(vdev, this, buf),
     )];
 
-    fn validate(vdev: &virtio::Device<Core<'_>>, features: &mut Features<'_>) -> Result {
+    fn validate(vdev: &virtio::Device<Bound>, features: &mut Features<'_>) -> Result {
         range::validate(vdev, features);
         Ok(())
     }
 
-    fn probe<'bound>(vdev: &'bound virtio::Device<Core<'_>>) -> impl PinInit<Self, Error> + 'bound {
+    fn probe<'bound>(
+        vdev: &'bound virtio::Device<Core<'_>>,
+    ) -> impl PinInit<VirtioPmem<'bound>, Error> + 'bound {
         pin_init::pin_init_scope(move || {
             let desc = range::read(vdev)?;
 
             let vqs = vdev
                 .find_vqs(&[c"flush_queue"], FlushHandler::new(), FlushState::new()?)
                 .inspect_err(|e| dev_err!(vdev, "cannot set up the request queue: {e:?}\n"))?;
-            let flusher = Arc::new(Flusher::new(vqs), GFP_KERNEL)?;
+            let flusher = Arc::new(Flusher::new(vqs)?, GFP_KERNEL)?;
 
             // The module is not pinned by its namespaces: unloading it unbinds the device,
             // which tears the bus down synchronously, last flush included.
-            let mut bus = nvdimm::Bus::register(vdev.as_ref(), c"virtio-pmem", None)
+            let parent: &'bound device::Device<Bound> = vdev.as_ref();
+            let mut bus = nvdimm::Bus::register(parent, c"virtio-pmem", None)
                 .inspect_err(|_| dev_err!(vdev, "cannot register the nvdimm bus\n"))?;
             // The region can flush as soon as it exists.
             vdev.ready();
@@ -125,12 +168,17 @@ impl virtio::Driver for VirtioPmem {
 
             let name = CString::try_from_fmt(fmt!("virtio_pmem_rust-{}", vdev.as_ref().name()))?;
             let debugfs = Dir::new(&name);
-            Ok(try_pin_init!(Self {
+            Ok(try_pin_init!(VirtioPmem {
                 bus,
                 _stats <- debugfs.read_callback_file(
                     c"stats",
                     flusher.clone(),
-                    &Self::show_stats
+                    &VirtioPmem::show_stats
+                ),
+                _inject <- debugfs.write_callback_file(
+                    c"inject_malformed",
+                    flusher.clone(),
+                    &VirtioPmem::store_inject
                 ),
                 _debugfs: debugfs,
                 flusher,
@@ -141,11 +189,11 @@ impl virtio::Driver for VirtioPmem {
 
     /// The bus quiesces the queue next: in-flight flushes get a grace period, then every
     /// waiter and bio fails with `EIO` until [`Self::restore`].
-    fn freeze(_vdev: &virtio::Device<Core<'_>>, _this: Pin<&Self>) -> Result {
+    fn freeze(_vdev: &virtio::Device<Core<'_>>, _this: Pin<&VirtioPmem<'_>>) -> Result {
         Ok(())
     }
 
-    fn restore(vdev: &virtio::Device<Core<'_>>, this: Pin<&Self>) -> Result {
+    fn restore(vdev: &virtio::Device<Core<'_>>, this: Pin<&VirtioPmem<'_>>) -> Result {
         let desc = range::read(vdev)?;
         if (desc.start(), desc.size()) != (this.desc.start(), this.desc.size()) {
             dev_err!(
@@ -162,7 +210,7 @@ impl virtio::Driver for VirtioPmem {
         this.flusher.restart()
     }
 
-    fn config_changed(vdev: &virtio::Device<Bound>, this: Pin<&Self>) {
+    fn config_changed(vdev: &virtio::Device<Bound>, this: Pin<&VirtioPmem<'_>>) {
         if vdev.status().needs_reset() {
             this.flusher.needs_reset();
         }

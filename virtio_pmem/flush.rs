@@ -5,23 +5,57 @@
 //! One request, allocated at probe, carries every flush: at most one flush is in flight (the
 //! QEMU device handles one request per notification) and the flush path never allocates.
 //! Synchronous callers sleep until their flush (see [`Commit`]) is answered; FUA bios wait on
-//! lists and are completed from the queue callback, without a thread or work item each.
+//! lists and are completed once the queue callback has released the queue lock, without a
+//! thread or work item each.
+//!
+//! While a flush is in flight, a [`Watchdog`] looks at it every [`HEALTH_CHECK`]: it gives the
+//! device up if its queue broke, if it no longer reports `DRIVER_OK` or asks for a reset (a
+//! configuration interrupt may not come: they are off during unbind), or if the host sat on
+//! the flush for [`FLUSH_TIMEOUT`]. Synchronous callers and bios are answered alike then.
 
-use crate::commit::{Commit, Join};
+use crate::commit::{
+    Commit,
+    Join, //
+};
 use kernel::{
     new_condvar,
-    nvdimm::{Flush, FlushBio, FlushBioList},
+    nvdimm::{
+        Flush,
+        FlushBio,
+        FlushBioList, //
+    },
     prelude::*,
-    sync::{Arc, CondVar},
-    time::{Delta, Instant, Monotonic},
+    sync::{
+        Arc,
+        CondVar, //
+    },
+    time::{
+        msecs_to_jiffies,
+        Delta,
+        Instant,
+        Monotonic, //
+    },
     uapi,
-    virtio::{self, Locked, Request, Virtqueues},
+    virtio::{
+        self,
+        Locked,
+        Request,
+        Virtqueues, //
+    },
+    workqueue::{
+        self,
+        impl_has_delayed_work,
+        new_delayed_work,
+        DelayedWork,
+        WorkItem, //
+    },
 };
 
 /// The request queue, the only queue of the device.
 const REQ_QUEUE: usize = 0;
 
-/// How often a waiting caller checks that the device still works.
+/// How often the [`Watchdog`] checks on a flush in flight (and how long a waiting caller sleeps
+/// at a time).
 const HEALTH_CHECK: Delta = Delta::from_millis(1000);
 
 /// How long the host may take to answer a flush before the device is given up for broken.
@@ -90,6 +124,11 @@ pub(crate) struct FlushState {
     waiting: FlushBioList,
     sent_at: Option<Instant<Monotonic>>,
     pub(crate) stats: Stats,
+    /// A request without its device-readable part, sent instead of the next flush when a test
+    /// asks for it (debugfs `inject_malformed`): the device rejects it and asks for a reset.
+    malformed: Option<Request<()>>,
+    /// The next flush goes out as [`FlushState::malformed`].
+    pub(crate) inject_malformed: bool,
 }
 
 impl FlushState {
@@ -102,14 +141,35 @@ impl FlushState {
             waiting: FlushBioList::new(),
             sent_at: None,
             stats: Stats::default(),
+            malformed: Some(Request::new(0, RESPONSE_LEN, (), GFP_KERNEL)?),
+            inject_malformed: false,
         })
     }
 
-    /// Nothing can be sent any more: fail every waiting bio. Waiters are woken by the caller.
-    fn stop(&mut self) {
+    /// Nothing can be sent any more: every waiting bio fails (once the lock is released).
+    /// Waiters are woken by the caller.
+    fn stop(&mut self, finished: &mut Finished) {
         self.commit.stop();
-        self.covered.end_all(Err(EIO));
-        self.waiting.end_all(Err(EIO));
+        finished.failed.append(&mut self.covered);
+        finished.failed.append(&mut self.waiting);
+    }
+}
+
+/// Bios answered under the queue lock, ended once it is released: a bio's completion may
+/// submit I/O to the same region again, which must not find the lock held.
+#[derive(Default)]
+pub(crate) struct Finished {
+    ok: FlushBioList,
+    failed: FlushBioList,
+}
+
+impl Finished {
+    /// Ends the bios of `list` with `result`, after the lock is released.
+    fn end(&mut self, list: &mut FlushBioList, result: Result) {
+        match result {
+            Ok(()) => self.ok.append(list),
+            Err(_) => self.failed.append(list),
+        }
     }
 }
 
@@ -131,14 +191,20 @@ impl FlushHandler {
 impl virtio::Handler for FlushHandler {
     type Data = ();
     type State = FlushState;
+    type Finished = Finished;
 
     fn callback(&self, queues: &mut Locked<'_, Self>, index: usize) {
         let mut answered = false;
         while let Some((req, used)) = queues.get_buf(index) {
             answered = true;
-            let ok = host_answer(req.input(), used).is_ok();
+            let malformed = req.out().is_empty();
+            let ok = !malformed && host_answer(req.input(), used).is_ok();
             let st = queues.state();
-            st.req = Some(req);
+            if malformed {
+                st.malformed = Some(req);
+            } else {
+                st.req = Some(req);
+            }
             if let Some(sent_at) = st.sent_at.take() {
                 let us = sent_at.elapsed().as_micros_ceil();
                 st.stats.last_latency_us = us;
@@ -150,11 +216,15 @@ impl virtio::Handler for FlushHandler {
             }
             let again = st.commit.completed(ok);
             let result = st.commit.outcome(st.commit.done()).unwrap_or(Err(EIO));
-            st.covered.end_all(result);
-            if st.commit.is_failed() {
-                // The next flush will not be sent while the failure sticks.
-                st.waiting.end_all(Err(EIO));
-            }
+            let mut covered = core::mem::take(&mut st.covered);
+            // The next flush will not be sent while a failure sticks.
+            let mut waiting = if st.commit.is_failed() {
+                core::mem::take(&mut st.waiting)
+            } else {
+                FlushBioList::new()
+            };
+            queues.finished().end(&mut covered, result);
+            queues.finished().end(&mut waiting, Err(EIO));
             if first_failure {
                 dev_err!(
                     queues.device(),
@@ -174,17 +244,28 @@ impl virtio::Handler for FlushHandler {
         }
     }
 
-    fn reclaim(&self, state: &mut FlushState, req: Request<()>, _used: Option<u32>) {
+    fn reclaim(
+        &self,
+        state: &mut FlushState,
+        _finished: &mut Finished,
+        req: Request<()>,
+        _used: Option<u32>,
+    ) {
         // A request the device never gave back lost its buffers; a new one is made if the
         // device is restored.
-        if req.input().len() == RESPONSE_LEN {
+        if req.input().len() == RESPONSE_LEN && !req.out().is_empty() {
             state.req = Some(req);
         }
     }
 
-    fn stopped(&self, state: &mut FlushState) {
-        state.stop();
+    fn stopped(&self, state: &mut FlushState, finished: &mut Finished) {
+        state.stop(finished);
         self.answered.notify_all();
+    }
+
+    fn finish(&self, mut finished: Finished) {
+        finished.ok.end_all(Ok(()));
+        finished.failed.end_all(Err(EIO));
     }
 }
 
@@ -196,27 +277,100 @@ fn stop(queues: &mut Locked<'_, FlushHandler>) {
             "device broken; flushes fail until it is re-probed\n"
         );
     }
-    queues.state().stop();
+    stop_quietly(queues);
 }
 
+/// Stops taking flushes, failing every waiting bio, without a word: the bus is stopping the
+/// queue (unbind or freeze), which is no breakage.
+fn stop_quietly(queues: &mut Locked<'_, FlushHandler>) {
+    let mut finished = Finished::default();
+    queues.state().stop(&mut finished);
+    let all = queues.finished();
+    all.ok.append(&mut finished.ok);
+    all.failed.append(&mut finished.failed);
+}
+
+/// Checks on the flush in flight, if any; returns whether one still is.
+///
 /// Gives up on a device that can no longer answer: its queue broke (the device was
-/// surprise-removed or misbehaved; no callback comes then), or the host sat on a flush for
+/// surprise-removed or misbehaved; no callback comes then), it lost its state or asks for a
+/// reset (its status no longer reads `DRIVER_OK`, or reads `NEEDS_RESET` or `FAILED`; all
+/// ones, a device gone from the bus, reads as all three), or the host sat on the flush for
 /// [`FLUSH_TIMEOUT`]. Wakes every waiter if so.
-fn check_health(queues: &mut Locked<'_, FlushHandler>) {
-    let late = queues
-        .state()
+fn check_health(queues: &mut Locked<'_, FlushHandler>) -> bool {
+    let st = queues.state();
+    if st.commit.is_broken() || !st.commit.in_flight() {
+        return false;
+    }
+    let late = st
         .sent_at
         .is_some_and(|sent| sent.elapsed() > FLUSH_TIMEOUT);
-    if !queues.state().commit.is_broken() && (late || queues.is_broken(REQ_QUEUE)) {
-        if late {
-            dev_err!(
-                queues.device(),
-                "the host has not answered a flush for {} s\n",
-                FLUSH_TIMEOUT.as_millis() / 1000
-            );
+    let status = queues.status();
+    let lost = status.is_some_and(|s| !s.driver_ok() || s.needs_reset() || s.failed());
+    let broken = queues.is_broken(REQ_QUEUE);
+    if !(late || lost || broken) {
+        return true;
+    }
+    if late {
+        dev_err!(
+            queues.device(),
+            "the host has not answered a flush for {} s\n",
+            FLUSH_TIMEOUT.as_millis() / 1000
+        );
+    } else if let Some(status) = status.filter(|_| lost) {
+        dev_err!(
+            queues.device(),
+            "a flush is in flight and the device status reads {:#04x}\n",
+            status.0
+        );
+    }
+    stop(queues);
+    queues.handler().answered.notify_all();
+    false
+}
+
+/// Checks on flushes the host has not answered yet, whoever waits for them (a synchronous
+/// caller or only bios), every [`HEALTH_CHECK`] while one is in flight.
+#[pin_data]
+pub(crate) struct Watchdog {
+    #[pin]
+    work: DelayedWork<Watchdog>,
+    vqs: Arc<Virtqueues<FlushHandler>>,
+}
+
+impl_has_delayed_work! {
+    impl HasDelayedWork<Self> for Watchdog { self.work }
+}
+
+impl Watchdog {
+    fn new(vqs: Arc<Virtqueues<FlushHandler>>) -> Result<Arc<Self>> {
+        Arc::pin_init(
+            pin_init!(Self {
+                work <- new_delayed_work!("virtio_pmem_rust::watchdog"),
+                vqs,
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    /// Checks on the flush just sent in [`HEALTH_CHECK`], unless a check is already pending.
+    fn arm(this: &Arc<Self>) {
+        let delay = msecs_to_jiffies(HEALTH_CHECK.as_millis() as u32);
+        // Already pending: that check will see this flush.
+        let _ = workqueue::system().enqueue_delayed(this.clone(), delay);
+    }
+}
+
+impl WorkItem for Watchdog {
+    type Pointer = Arc<Self>;
+
+    fn run(this: Arc<Self>) {
+        // A flush sent while a check is pending or running is seen by that check: the
+        // watchdog runs again as long as any flush is in flight (the queue callback sends the
+        // next flush in the same locked section that completes the previous one).
+        if check_health(&mut this.vqs.lock()) {
+            Self::arm(&this);
         }
-        stop(queues);
-        queues.handler().answered.notify_all();
     }
 }
 
@@ -226,17 +380,27 @@ fn check_health(queues: &mut Locked<'_, FlushHandler>) {
 /// configuration interrupt (see [`Flusher::needs_reset`]), and a stopped queue refuses the
 /// request.
 fn send(queues: &mut Locked<'_, FlushHandler>) -> Result {
-    let Some(mut req) = queues.state().req.take() else {
+    let st = queues.state();
+    let malformed = core::mem::take(&mut st.inject_malformed);
+    let req = if malformed && st.malformed.is_some() {
+        st.malformed.take()
+    } else {
+        st.req.take()
+    };
+    let Some(mut req) = req else {
         stop(queues);
         return Err(EIO);
     };
     req.input_mut()
         .copy_from_slice(&RESPONSE_FAILED.to_le_bytes());
     if let Err((req, e)) = queues.add(REQ_QUEUE, req) {
-        queues.state().req = Some(req);
+        if req.out().is_empty() {
+            queues.state().malformed = Some(req);
+        } else {
+            queues.state().req = Some(req);
+        }
         if e == ENODEV {
-            // The bus is stopping the queue (unbind or freeze), which is no breakage.
-            queues.state().stop();
+            stop_quietly(queues);
         } else {
             stop(queues);
         }
@@ -257,17 +421,24 @@ fn send(queues: &mut Locked<'_, FlushHandler>) -> Result {
 }
 
 /// The flush callback of the device's region.
+///
+/// Dropping the last reference cancels the [`Watchdog`]: only the flusher arms it, so no check
+/// can run after that (and with it, none after unbind).
 pub(crate) struct Flusher {
     vqs: Arc<Virtqueues<FlushHandler>>,
+    watchdog: Arc<Watchdog>,
 }
 
 impl Flusher {
-    pub(crate) fn new(vqs: Arc<Virtqueues<FlushHandler>>) -> Self {
-        Self { vqs }
+    pub(crate) fn new(vqs: Arc<Virtqueues<FlushHandler>>) -> Result<Self> {
+        Ok(Self {
+            watchdog: Watchdog::new(vqs.clone())?,
+            vqs,
+        })
     }
 
     /// Joins the group commit; returns the flush that answers the caller.
-    fn join(queues: &mut Locked<'_, FlushHandler>) -> Result<u64> {
+    fn join(&self, queues: &mut Locked<'_, FlushHandler>) -> Result<u64> {
         let st = queues.state();
         st.stats.requests += 1;
         match st.commit.join() {
@@ -276,7 +447,11 @@ impl Flusher {
                 st.stats.coalesced += 1;
                 Ok(target)
             }
-            Join::Send(target) => send(queues).map(|()| target),
+            Join::Send(target) => {
+                send(queues)?;
+                Watchdog::arm(&self.watchdog);
+                Ok(target)
+            }
         }
     }
 
@@ -320,18 +495,23 @@ impl Flusher {
     }
 }
 
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        DelayedWork::cancel_sync(&self.watchdog);
+    }
+}
+
 impl Flush for Flusher {
     fn flush(&self) -> Result {
         let mut queues = self.vqs.lock();
-        let target = Self::join(&mut queues)?;
+        let target = self.join(&mut queues)?;
         let answered = &queues.handler().answered;
+        // The watchdog answers for a device that stopped answering.
         loop {
             if let Some(result) = queues.state().commit.outcome(target) {
                 return result;
             }
-            if !queues.wait_timeout(answered, HEALTH_CHECK) {
-                check_health(&mut queues);
-            }
+            queues.wait_timeout(answered, HEALTH_CHECK);
         }
     }
 
@@ -347,7 +527,7 @@ impl Flush for Flusher {
         }
         st.waiting.push(bio);
         // If sending fails, the device is stopped, which ends the bio with an error.
-        let _ = Self::join(&mut queues);
+        let _ = self.join(&mut queues);
     }
 }
 

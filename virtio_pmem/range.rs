@@ -3,11 +3,18 @@
 //! The device's persistent memory range.
 
 use kernel::{
-    device::{Bound, Core},
-    nvdimm::{RangeError, RegionDesc, RegionFlags},
+    device::Bound,
+    nvdimm::{
+        RangeError,
+        RegionDesc,
+        RegionFlags, //
+    },
     prelude::*,
     uapi,
-    virtio::{self, Features},
+    virtio::{
+        self,
+        Features, //
+    },
 };
 
 /// Where `struct virtio_pmem_config` keeps the range.
@@ -22,7 +29,7 @@ const FLAGS: RegionFlags = RegionFlags::PAGEMAP.union(RegionFlags::ASYNC);
 
 /// Withdraws `VIRTIO_PMEM_F_SHMEM_REGION` if the device offers it without region 0: the range
 /// then comes from the configuration space.
-pub(crate) fn validate(vdev: &virtio::Device<Core<'_>>, features: &mut Features<'_>) {
+pub(crate) fn validate(vdev: &virtio::Device<Bound>, features: &mut Features<'_>) {
     if features.has(uapi::VIRTIO_PMEM_F_SHMEM_REGION) && vdev.shm_region(SHMEM_REGION).is_none() {
         dev_notice!(
             vdev,
@@ -57,7 +64,7 @@ pub(crate) fn read(vdev: &virtio::Device<Bound>) -> Result<RegionDesc> {
             .ok_or(ENODEV);
         (range, "shared memory region 0")
     } else {
-        let range = vdev.read_config(|config| {
+        let range = vdev.read_config::<uapi::virtio_pmem_config, _>(|config| {
             Ok((
                 config.read_le64(CONFIG_START)?,
                 config.read_le64(CONFIG_SIZE)?,

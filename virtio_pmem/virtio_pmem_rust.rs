@@ -13,7 +13,7 @@ mod flush;
 mod range;
 
 kernel::module_virtio_driver! {
-    type: driver::VirtioPmem,
+    type: driver::VirtioPmemDriver,
     name: "virtio_pmem_rust",
     authors: ["virtio-pmem-rs developers"],
     description: "Virtio pmem driver (Rust)",
