@@ -2,16 +2,26 @@
 
 //! The nvdimm bus of a provider and its regions.
 
-use super::{Flush, FlushRequest, RegionDesc};
+use super::{
+    Flush,
+    FlushRequest,
+    RegionDesc, //
+};
 use crate::{
     bindings,
-    device::{self, Bound},
+    device::{
+        self,
+        Bound, //
+    },
     error::to_result,
-    ffi::{c_ulong, c_void},
+    ffi::{
+        c_ulong,
+        c_void, //
+    },
     prelude::*,
     sync::Arc,
     types::Opaque,
-    ThisModule,
+    ThisModule, //
 };
 use core::ptr::NonNull;
 

@@ -37,7 +37,7 @@ use kernel::{
         self,
         Request,
         Virtqueues, //
-    },
+    }, //
 };
 
 /// The queue's handler.

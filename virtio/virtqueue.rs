@@ -61,7 +61,7 @@ use crate::{
         Delta,
         Instant,
         Monotonic, //
-    },
+    }, //
 };
 use core::{
     mem::{
@@ -72,7 +72,7 @@ use core::{
         Deref,
         DerefMut, //
     },
-    ptr,
+    ptr, //
 };
 
 /// A request: a device-readable buffer, a device-writable buffer and driver data.
@@ -207,7 +207,7 @@ impl<D> Request<D> {
 ///     }
 /// }
 /// # fn use_it(h: &MyHandler) {}
-/// # kernel::module! {
+/// # module! {
 /// #     type: Module,
 /// #     name: "compile_fail_callback",
 /// #     authors: ["virtio-pmem-rs developers"],
@@ -350,9 +350,7 @@ impl<H: Handler> Drop for Locked<'_, H> {
     fn drop(&mut self) {
         // SAFETY: By the type invariant `guard` has not been dropped, and it is not used again.
         unsafe { ManuallyDrop::drop(&mut self.guard) };
-        self.vqs
-            .handler
-            .finish(core::mem::take(&mut self.finished));
+        self.vqs.handler.finish(core::mem::take(&mut self.finished));
     }
 }
 

@@ -8,7 +8,7 @@ use crate::{
         FlushState,
         Flusher, //
     },
-    range,
+    range, //
 };
 use core::{
     fmt::Write,
@@ -37,7 +37,7 @@ use kernel::{
     virtio::{
         self,
         Features, //
-    },
+    }, //
 };
 
 kernel::virtio_device_table!(VIRTIO_TABLE, [virtio::DeviceId::new(uapi::VIRTIO_ID_PMEM)]);

@@ -48,7 +48,7 @@ use kernel::{
         new_delayed_work,
         DelayedWork,
         WorkItem, //
-    },
+    }, //
 };
 
 /// The request queue, the only queue of the device.

@@ -14,7 +14,7 @@ use kernel::{
     virtio::{
         self,
         Features, //
-    },
+    }, //
 };
 
 /// Where `struct virtio_pmem_config` keeps the range.
