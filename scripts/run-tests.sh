@@ -159,6 +159,43 @@ boot() {
 		done
 		wait $qpid || rc=$?
 		;;
+	*" vpmem.host_ctl=1 "*)
+		# Save and restore: the guest asks on its console ("VPMEM-HOST saverestore")
+		# for the VM to be stopped, migrated to a file and restored in a new QEMU
+		# process on the same backing files, as a user would with the monitor.
+		# QEMU 10 keeps no virtio-pmem state, so the device comes back reset under
+		# the guest.  The serial log is appended to across processes.
+		local mon=$work/mon.sock state=$work/vm.state deadline=$((SECONDS + timeout_s))
+		local serial=(-chardev "file,id=con,path=$log,append=on" -serial chardev:con
+			      -monitor "unix:$mon,server=on,wait=off" -display none)
+		local qpid n done_lines=0
+		: > "$log"
+		rm -f "$mon"
+		"${q[@]}" -append "$cmdline" "${serial[@]}" </dev/null >>"$log.qemu" 2>&1 &
+		qpid=$!
+		while kill -0 $qpid 2>/dev/null; do
+			if [ $SECONDS -ge $deadline ]; then
+				kill -9 $qpid; rc=124; break
+			fi
+			sleep 0.1
+			n=$(grep -a -c 'VPMEM-HOST saverestore' "$log" || true)
+			[ "$n" -gt $done_lines ] || continue
+			done_lines=$n
+			echo "host: save/restore $n" >> "$log.qemu"
+			if ! python3 "$here/qemu_monitor.py" "$mon" save "$state" >> "$log.qemu" 2>&1; then
+				kill -9 $qpid; rc=1; break
+			fi
+			wait $qpid || true
+			rm -f "$mon"
+			"${q[@]}" -append "$cmdline" "${serial[@]}" -incoming "exec:cat $state" \
+				</dev/null >>"$log.qemu" 2>&1 &
+			qpid=$!
+			python3 "$here/qemu_monitor.py" "$mon" resume >> "$log.qemu" 2>&1 || {
+				kill -9 $qpid; rc=1; break
+			}
+		done
+		[ $rc != 0 ] || wait $qpid || rc=$?
+		;;
 	*)
 		timeout -k 5 "$timeout_s" "${q[@]}" -append "$cmdline" \
 			-serial "file:$log" -monitor none -display none </dev/null >"$log.qemu" 2>&1 || rc=$?

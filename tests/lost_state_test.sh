@@ -1,0 +1,65 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# The device loses its state under the guest: the VM is saved and restored
+# (scripts/run-tests.sh, "VPMEM-HOST saverestore"), and QEMU 10 migrates no
+# virtio-pmem state, so both devices come back reset, their queues gone,
+# while the guest still believes them live.  No interrupt says so.
+#  - A caller killed while its flush waits must still get its answer (the
+#    watchdog reads the device status), and exit within seconds.
+#  - A FUA write with no synchronous flush caller behind it (O_DIRECT |
+#    O_DSYNC on the raw device) must be answered as well, with EIO, within
+#    seconds, not hang.
+
+. /tests/ktap_helpers.sh
+. /tests/pmem_lib.sh
+
+all_ok='^fsync.ok=[1-9][0-9]*.eio=0.other=0'
+# wait_gone PID SECONDS: wait for PID to exit (a zombie counts as gone); prints the
+# tenths of a second it took.
+wait_gone() {
+	i=0
+	while [ -e /proc/"$1"/stat ] && [ "$(cut -d' ' -f3 /proc/"$1"/stat)" != Z ] &&
+		[ $i -lt $(($2 * 10)) ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	echo $i
+}
+
+ktap_print_header
+ktap_set_plan 5
+
+/tests/fsync_hammer /dev/pmem0 1 100 > /tmp/syncs.out 2>&1
+/tests/dsync_write /dev/pmem1 > /tmp/dsync.out 2>&1
+ktap_print_msg "before: $(cat /tmp/syncs.out); $(cat /tmp/dsync.out)"
+ok=0
+grep -q "$all_ok" /tmp/syncs.out && grep -q 'rc=4096 ' /tmp/dsync.out && ok=1
+ktap_test_result "both devices flush before the save" [ $ok = 1 ]
+
+echo "VPMEM-HOST saverestore"
+sleep 3
+for d in /sys/bus/virtio/devices/*; do
+	ktap_print_msg "after the restore: ${d##*/} status $(cat "$d/status")"
+done
+
+# A caller that gets SIGKILL while its flush waits on the lost device.
+/tests/fsync_hammer /dev/pmem0 1 30000 > /tmp/syncs.out 2>&1 &
+pid=$!
+sleep 0.5
+kill -9 $pid
+t=$(wait_gone $pid 20)
+ktap_print_msg "killed caller exited after ${t}00 ms"
+ktap_test_result "a killed caller waiting on the lost device exits within 5 s" [ "$t" -lt 50 ]
+
+# A FUA write, with no synchronous flush behind it.
+/tests/dsync_write /dev/pmem1 > /tmp/dsync.out 2>&1 &
+pid=$!
+t=$(wait_gone $pid 20)
+ktap_print_msg "FUA write on the lost device: $(cat /tmp/dsync.out) (waited ${t}00 ms)"
+ktap_test_result "a FUA write on the lost device is answered within 5 s" [ "$t" -lt 50 ]
+ktap_test_result "with EIO" grep -q 'rc=-1 errno=5 ' /tmp/dsync.out
+
+n=$(dmesg | grep -c 'a flush is in flight and the device status reads')
+ktap_test_result "the watchdog saw both devices lose their state ($n)" [ "$n" = 2 ]
+ktap_finished
