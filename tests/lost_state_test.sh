@@ -15,12 +15,19 @@
 . /tests/pmem_lib.sh
 
 all_ok='^fsync.ok=[1-9][0-9]*.eio=0.other=0'
-# wait_gone PID SECONDS: wait for PID to exit (a zombie counts as gone); prints the
-# tenths of a second it took.
+# alive PID: whether any thread of PID is still alive (not a zombie).
+alive() {
+	for t in /proc/"$1"/task/*/stat; do
+		[ -e "$t" ] && [ "$(cut -d' ' -f3 "$t" 2>/dev/null)" != Z ] && return 0
+	done
+	return 1
+}
+
+# wait_gone PID SECONDS: wait until no thread of PID is alive; prints the tenths of a
+# second it took.
 wait_gone() {
 	i=0
-	while [ -e /proc/"$1"/stat ] && [ "$(cut -d' ' -f3 /proc/"$1"/stat)" != Z ] &&
-		[ $i -lt $(($2 * 10)) ]; do
+	while alive "$1" && [ $i -lt $(($2 * 10)) ]; do
 		sleep 0.1
 		i=$((i + 1))
 	done
