@@ -75,7 +75,9 @@ unsafe extern "C" fn release<F: Flush>(inner: *mut c_void) {
 /// The bus is device-managed: if the handle is leaked (`mem::forget`), the bus is still
 /// unregistered when the parent is unbound, so no region's flush callback can outlive the
 /// binding (and with it the driver's module). The lifetime keeps the handle itself from
-/// outliving the binding.
+/// outliving the binding. A leaked bus goes only after the parent's driver has finished its
+/// unbind, so whatever the flush callback needs may be gone by then: its last flushes should
+/// fail rather than succeed.
 ///
 /// # Invariants
 ///

@@ -99,13 +99,14 @@ struct SampleDriver {
 
 kernel::virtio_device_table!(VIRTIO_TABLE, [virtio::DeviceId::new(uapi::VIRTIO_ID_PMEM)]);
 
-/// The flush callback of the region that `leak_bus=1` registers: nothing to make durable.
+/// The flush callback of the region that `leak_bus=1` registers. The sample does not flush the
+/// device, so nothing written to the region is ever durable: every flush fails.
 struct SampleFlush;
 
 impl nvdimm::Flush for SampleFlush {
     fn flush(&self) -> Result {
-        pr_info!("sample region flushed\n");
-        Ok(())
+        pr_info!("sample region flush refused: the sample makes nothing durable\n");
+        Err(EIO)
     }
 }
 

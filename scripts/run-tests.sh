@@ -81,6 +81,8 @@ build_initramfs() {
 	printf '[defaults]\n\tbase_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr\n\tblocksize = 4096\n\tinode_size = 256\n[fs_types]\n\text4 = {\n\t\tfeatures = has_journal,extent,huge_file,flex_bg,metadata_csum,64bit,dir_nlink,extra_isize\n\t}\n' > "$root/etc/mke2fs.conf"
 	# Test programs.
 	make -s -C "$REPO/tests" O="$work/tests" KERNEL_SRC="$KERNEL_SRC" >/dev/null
+	# The host side of slow-host boots (vpmem.host_ctl=1), preloaded into QEMU.
+	gcc -O2 -Wall -shared -fPIC -o "$work/slow_sync.so" "$REPO/tests/host/slow_sync.c" -ldl
 	cp "$work"/tests/bin/* "$root/tests/"
 	install -m 0755 "$REPO"/tests/*.sh "$root/tests/"
 	cp "$KERNEL_SRC/tools/testing/selftests/kselftest/ktap_helpers.sh" "$root/tests/"
@@ -160,39 +162,58 @@ boot() {
 		wait $qpid || rc=$?
 		;;
 	*" vpmem.host_ctl=1 "*)
-		# Save and restore: the guest asks on its console ("VPMEM-HOST saverestore")
-		# for the VM to be stopped, migrated to a file and restored in a new QEMU
-		# process on the same backing files, as a user would with the monitor.
-		# QEMU 10 keeps no virtio-pmem state, so the device comes back reset under
-		# the guest.  The serial log is appended to across processes.
-		local mon=$work/mon.sock state=$work/vm.state deadline=$((SECONDS + timeout_s))
+		# Host control: the guest asks on its console, and the runner acts on each
+		# request once, in order:
+		#   "VPMEM-HOST saverestore"  stop the VM, migrate it to a file, quit, and
+		#       restore it in a new QEMU process on the same backing files, as a
+		#       user would with the monitor (QEMU 10 keeps no virtio-pmem state, so
+		#       the device comes back reset under the guest);
+		#   "VPMEM-HOST slow ARGS"    write ARGS ("delay MS", "hang" or "off") to the
+		#       control file of tests/host/slow_sync.c, preloaded into QEMU: the
+		#       host's fsync of the backing files is delayed or blocked.
+		# The serial log is appended to across QEMU processes.
+		local mon=$work/mon.sock state=$work/vm.state ctl=$work/slow.ctl
+		local deadline=$((SECONDS + timeout_s)) qpid total line done_lines=0
 		local serial=(-chardev "file,id=con,path=$log,append=on" -serial chardev:con
 			      -monitor "unix:$mon,server=on,wait=off" -display none)
-		local qpid n done_lines=0
+		local qenv=(env LD_PRELOAD="$work/slow_sync.so" VPMEM_SLOW_PATH="$work/pmem-"
+			    VPMEM_SLOW_CTL="$ctl")
 		: > "$log"
+		echo off > "$ctl"
 		rm -f "$mon"
-		"${q[@]}" -append "$cmdline" "${serial[@]}" </dev/null >>"$log.qemu" 2>&1 &
+		"${qenv[@]}" "${q[@]}" -append "$cmdline" "${serial[@]}" </dev/null >>"$log.qemu" 2>&1 &
 		qpid=$!
 		while kill -0 $qpid 2>/dev/null; do
 			if [ $SECONDS -ge $deadline ]; then
-				kill -9 $qpid; rc=124; break
+				echo off > "$ctl"; kill -9 $qpid; rc=124; break
 			fi
 			sleep 0.1
-			n=$(grep -a -c 'VPMEM-HOST saverestore' "$log" || true)
-			[ "$n" -gt $done_lines ] || continue
-			done_lines=$n
-			echo "host: save/restore $n" >> "$log.qemu"
-			if ! python3 "$here/qemu_monitor.py" "$mon" save "$state" >> "$log.qemu" 2>&1; then
-				kill -9 $qpid; rc=1; break
-			fi
-			wait $qpid || true
-			rm -f "$mon"
-			"${q[@]}" -append "$cmdline" "${serial[@]}" -incoming "exec:cat $state" \
-				</dev/null >>"$log.qemu" 2>&1 &
-			qpid=$!
-			python3 "$here/qemu_monitor.py" "$mon" resume >> "$log.qemu" 2>&1 || {
-				kill -9 $qpid; rc=1; break
-			}
+			total=$(grep -a -c 'VPMEM-HOST ' "$log" || true)
+			while [ "$done_lines" -lt "$total" ] && [ $rc = 0 ]; do
+				done_lines=$((done_lines + 1))
+				line=$(grep -a 'VPMEM-HOST ' "$log" | sed -n "${done_lines}p" | tr -d '\r')
+				line=${line#*VPMEM-HOST }
+				echo "host: $line" >> "$log.qemu"
+				case "$line" in
+				saverestore)
+					if ! python3 "$here/qemu_monitor.py" "$mon" save "$state" >> "$log.qemu" 2>&1; then
+						kill -9 $qpid; rc=1; break
+					fi
+					wait $qpid || true
+					rm -f "$mon"
+					"${qenv[@]}" "${q[@]}" -append "$cmdline" "${serial[@]}" \
+						-incoming "exec:cat $state" </dev/null >>"$log.qemu" 2>&1 &
+					qpid=$!
+					python3 "$here/qemu_monitor.py" "$mon" resume >> "$log.qemu" 2>&1 || {
+						kill -9 $qpid; rc=1; break
+					}
+					;;
+				slow\ *)
+					echo "${line#slow }" > "$ctl"
+					;;
+				esac
+			done
+			[ $rc = 0 ] || break
 		done
 		[ $rc != 0 ] || wait $qpid || rc=$?
 		;;

@@ -23,13 +23,29 @@ const fn within(size: usize, offset: usize, len: usize) -> bool {
     }
 }
 
+/// The configuration layout of a virtio device type: the `#[repr(C)]` structure of its
+/// specification.
+///
+/// # Safety
+///
+/// The type must be a device-specific configuration structure of the virtio specification (as
+/// the kernel's UAPI headers define it), so that its size bounds what the transports map for a
+/// device of that type: a configuration read inside it stays inside the configuration window
+/// of a device that offers the layout in full.
+pub unsafe trait ConfigLayout {}
+
+// SAFETY: `struct virtio_pmem_config` is the device configuration of the virtio-pmem device.
+unsafe impl ConfigLayout for crate::uapi::virtio_pmem_config {}
+
 /// Reads fields of a device's configuration space, inside [`Device::read_config`].
 ///
-/// `C` is the device's configuration layout, the `#[repr(C)]` structure of its specification
-/// (for instance `uapi::virtio_pmem_config`): every read must lie inside it, and fails with
-/// `EINVAL` otherwise. The transports do not know where the configuration ends (virtio-pci
-/// `BUG()`s on a read past its window, virtio-mmio reads whatever registers follow), so the
-/// layout is the bound. Name fields with [`offset_of!`](core::mem::offset_of).
+/// `C` is the device's configuration layout (see [`ConfigLayout`]): every read must lie inside
+/// it, and fails with `EINVAL` otherwise. The transports do not know where the configuration
+/// ends (virtio-pci `BUG()`s on a read past its window, virtio-mmio reads whatever registers
+/// follow), so the layout is the bound. A device that offers less than the whole layout (an
+/// older revision of its specification) is not detected: fields that depend on a feature bit
+/// must only be read when the feature was negotiated, as in C. Name fields with
+/// [`offset_of!`](core::mem::offset_of).
 ///
 /// Multi-byte fields are little-endian, as in every virtio 1.0 device-specific configuration
 /// layout (`le16`, `le32`, `le64` in the specification).
@@ -39,7 +55,7 @@ pub struct ConfigReader<'a, C> {
     _layout: PhantomData<fn() -> C>,
 }
 
-impl<C> ConfigReader<'_, C> {
+impl<C: ConfigLayout> ConfigReader<'_, C> {
     fn read<const N: usize>(&self, offset: usize) -> Result<[u8; N]> {
         if !within(core::mem::size_of::<C>(), offset, N) {
             return Err(EINVAL);
@@ -112,7 +128,7 @@ impl Device<Bound> {
     ///     c.read_le64(offset_of!(virtio_pmem_config, size))
     /// })?;
     /// ```
-    pub fn read_config<C, R>(
+    pub fn read_config<C: ConfigLayout, R>(
         &self,
         mut f: impl FnMut(&ConfigReader<'_, C>) -> Result<R>,
     ) -> Result<R> {

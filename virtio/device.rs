@@ -106,6 +106,26 @@ impl Device<Bound> {
     }
 }
 
+impl Device<Bound> {
+    /// Whether the transport reads the status without sleeping: virtio-pci (a PCI parent) and
+    /// virtio-mmio (a platform parent) read a register.
+    pub(super) fn status_never_sleeps(&self) -> bool {
+        // SAFETY: `self` is a valid device; its parent, if any, outlives it.
+        let parent = unsafe { (*self.as_raw()).dev.parent };
+        if parent.is_null() {
+            return false;
+        }
+        // SAFETY: `parent` is a valid device (see above); its bus never changes.
+        let bus = unsafe { (*parent).bus };
+        // Only the addresses of the bus types are taken.
+        #[cfg(CONFIG_PCI)]
+        if core::ptr::eq(bus, &raw const bindings::pci_bus_type) {
+            return true;
+        }
+        core::ptr::eq(bus, &raw const bindings::platform_bus_type)
+    }
+}
+
 impl<'a> Device<Core<'a>> {
     /// Tells the device the driver is ready (`DRIVER_OK`): it may now use the virtqueues and
     /// raise interrupts.

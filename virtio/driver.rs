@@ -35,6 +35,8 @@ use core::pin::Pin;
 /// (`#[vtable]`): a driver without them does not stand in the way of system sleep; the bus still
 /// quiesces its virtqueues at freeze and finds them again at restore, as for a driver that has
 /// them, so its requests come back through [`Handler::reclaim`](super::Handler::reclaim).
+/// Its handler must then take [`Handler::stopped`](super::Handler::stopped) as a pause: the
+/// queues run again after the restore.
 ///
 /// # Examples
 ///
@@ -163,7 +165,9 @@ pub trait Driver: 'static {
     ///
     /// Called only while the driver is bound, in atomic context under the virtio core's
     /// configuration lock: it must not sleep (see [`Device::status`] for which transports allow
-    /// reading the status here), and should hand lasting work to a work item.
+    /// reading the status here; nor wait on a [`Guard`](super::Guard) it takes), and should
+    /// hand lasting work to a work item. What it completes under that lock (such as bios it
+    /// fails) must not need the lock again.
     fn config_changed<'bound>(vdev: &'bound Device<device::Bound>, this: Pin<&Self::Data<'bound>>) {
         let _ = (vdev, this);
         build_error!(VTABLE_DEFAULT_ERROR)

@@ -21,7 +21,7 @@ mod id;
 pub mod virtqueue;
 
 pub use self::attribute::{Attribute, Show, Store};
-pub use self::config::{ConfigReader, ShmRegion};
+pub use self::config::{ConfigLayout, ConfigReader, ShmRegion};
 pub use self::device::{Device, Features, Status};
 pub use self::driver::{Adapter, Driver};
 pub use self::id::{DeviceId, IdTable, ANY_VENDOR};

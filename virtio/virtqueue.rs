@@ -580,19 +580,22 @@ impl<'a, H: Handler> Locked<'a, H> {
         &mut self.finished
     }
 
-    /// The device status, while the queues are live (`None` otherwise, and on transports
-    /// whose status read may sleep).
+    /// The device status, while the queues are live and not being stopped; `None` otherwise,
+    /// and on transports whose status read may sleep (anything but virtio-pci and
+    /// virtio-mmio: virtio-ccw runs a channel program, vDPA devices may take a mutex).
     ///
-    /// Live queues mean the driver is still bound, so the transport is still mapped.
+    /// Live queues mean the driver is still bound, so the transport is still mapped. While the
+    /// bus stops them (unbind, freeze) it resets the device, whose status then reads 0.
     pub fn status(&self) -> Option<Status> {
-        // virtio-ccw reads the status with a channel program, which sleeps.
-        if cfg!(CONFIG_S390) || !self.is_live() {
+        if self.guard.queues.stopping || !self.is_live() {
             return None;
         }
         let dev = self.vqs.vdev.as_raw().cast::<Device<Bound>>();
         // SAFETY: The queues are live, so the device is bound to the driver that made them
-        // (they stop at unbind, under this lock, before the binding ends).
-        Some(unsafe { &*dev }.status())
+        // (they stop at unbind, under this lock, before the binding ends); `Device` is a
+        // transparent wrapper, whatever its context.
+        let dev = unsafe { &*dev };
+        dev.status_never_sleeps().then(|| dev.status())
     }
 }
 
