@@ -4,9 +4,11 @@
  *
  * THREADS threads overwrite their own 4 KiB block of the block device DEV
  * and fsync it, over and over, for MILLIS milliseconds, while the caller
- * unbinds the driver or unloads its module underneath.  Every fsync must
- * return 0 or EIO, and none may take longer than 10 seconds.  Prints one
- * summary line; exits 1 on any other result.
+ * unbinds the driver or unloads its module underneath.  If DEV is a
+ * directory (a mounted file system), each thread overwrites its own file
+ * DEV/hammer.N and fdatasyncs it instead.  Every fsync must return 0 or EIO,
+ * and none may take longer than 10 seconds.  Prints one summary line, with
+ * the longest fsync in milliseconds; exits 1 on any other result.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,10 +28,12 @@
 #define SLOW_NS (10ull * 1000 * 1000 * 1000)
 
 static const char *dev;
+static int dev_is_dir;
 static uint64_t deadline;
 
 struct result {
 	unsigned long ok, eio, other, slow, open_failed, write_failed;
+	uint64_t max_ns;
 	int other_errno;
 	int idx;
 };
@@ -36,8 +41,17 @@ struct result {
 static void *hammer(void *arg)
 {
 	struct result *r = arg;
-	char buf[BLOCK];
-	int fd = open(dev, O_RDWR);
+	char buf[BLOCK], path[4096];
+	off_t off = (off_t)(r->idx + 1) * BLOCK;
+	int fd;
+
+	if (dev_is_dir) {
+		snprintf(path, sizeof(path), "%s/hammer.%d", dev, r->idx);
+		fd = open(path, O_RDWR | O_CREAT, 0644);
+		off = 0;
+	} else {
+		fd = open(dev, O_RDWR);
+	}
 
 	if (fd < 0) {
 		r->open_failed++;
@@ -48,12 +62,15 @@ static void *hammer(void *arg)
 		uint64_t t0;
 		int ret;
 
-		if (pwrite(fd, buf, BLOCK, (off_t)(r->idx + 1) * BLOCK) != BLOCK)
+		if (pwrite(fd, buf, BLOCK, off) != BLOCK)
 			r->write_failed++;
 		t0 = now_ns();
-		ret = fsync(fd);
-		if (now_ns() - t0 > SLOW_NS)
+		ret = dev_is_dir ? fdatasync(fd) : fsync(fd);
+		t0 = now_ns() - t0;
+		if (t0 > SLOW_NS)
 			r->slow++;
+		if (t0 > r->max_ns)
+			r->max_ns = t0;
 		if (!ret) {
 			r->ok++;
 		} else if (errno == EIO) {
@@ -79,7 +96,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s DEV THREADS MILLIS\n", argv[0]);
 		return 2;
 	}
+	struct stat st;
+
 	dev = argv[1];
+	dev_is_dir = !stat(dev, &st) && S_ISDIR(st.st_mode);
 	n = atoi(argv[2]);
 	if (n < 1 || n > MAX_THREADS)
 		return 2;
@@ -96,11 +116,14 @@ int main(int argc, char **argv)
 		sum.slow += res[i].slow;
 		sum.open_failed += res[i].open_failed;
 		sum.write_failed += res[i].write_failed;
+		if (res[i].max_ns > sum.max_ns)
+			sum.max_ns = res[i].max_ns;
 		if (res[i].other)
 			sum.other_errno = res[i].other_errno;
 	}
 	printf("fsync ok=%lu eio=%lu other=%lu (errno %d) slow=%lu ",
 	       sum.ok, sum.eio, sum.other, sum.other_errno, sum.slow);
-	printf("open_failed=%lu write_failed=%lu\n", sum.open_failed, sum.write_failed);
+	printf("open_failed=%lu write_failed=%lu max_ms=%llu\n", sum.open_failed,
+	       sum.write_failed, (unsigned long long)(sum.max_ns / 1000000));
 	return sum.other || sum.slow ? 1 : 0;
 }

@@ -216,6 +216,9 @@ unsafe impl<T: Driver + 'static> driver::RegistrationOps for Adapter<T> {
             // quiesced and found again (see `Driver`).
             (*vdrv).freeze = Some(Self::freeze_callback);
             (*vdrv).restore = Some(Self::restore_callback);
+            // Only for `Virtqueues::recover`: without `reset_prepare`, the core never calls
+            // `reset_done` for a reset of its own (see `reset_done_callback`).
+            (*vdrv).reset_done = Some(Self::reset_done_callback);
             (*vdrv).driver.dev_groups = groups;
         }
         // SAFETY: `vdrv` is a valid `struct virtio_driver`, pinned until `unregister`.
@@ -341,6 +344,20 @@ impl<T: Driver + 'static> Adapter<T> {
                 T::restore(vdev, data).inspect_err(|_| super::virtqueue::suspend(vdev))
             })
         }
+    }
+
+    extern "C" fn reset_done_callback(vdev: *mut bindings::virtio_device) -> c_int {
+        // SAFETY: Only `virtio_device_reset_done()` calls `reset_done`. Its one caller in the
+        // transports, virtio-pci's function reset, calls it only after `reset_prepare`
+        // succeeded, which this adapter never sets; so the caller is `Virtqueues::recover`,
+        // with a valid device bound to this driver whose device lock it holds, after it
+        // quiesced the queues.
+        let vdev = unsafe { &*vdev.cast::<Device<CoreInternal<'_>>>() };
+        from_result(|| {
+            super::virtqueue::resume(vdev)
+                .inspect_err(|e| dev_err!(vdev, "cannot find the virtqueues again: {e:?}\n"))?;
+            Ok(0)
+        })
     }
 
     extern "C" fn config_changed_callback(vdev: *mut bindings::virtio_device) {

@@ -31,6 +31,7 @@
 //!
 //! C header: [`include/linux/virtio.h`](srctree/include/linux/virtio.h)
 
+use self::recovery::PciSnapshot;
 use super::{
     Device,
     Status, //
@@ -61,6 +62,10 @@ use crate::{
         Delta,
         Instant,
         Monotonic, //
+    },
+    workqueue::{
+        new_delayed_work,
+        DelayedWork, //
     }, //
 };
 use core::{
@@ -155,9 +160,10 @@ impl<D> Request<D> {
         &mut self.inner.data
     }
 
-    /// Gives up the buffers for good, for a request the device may still write: they are
-    /// never freed (nor reused); the request keeps its data and gets empty buffers.
-    fn quarantine(&mut self) {
+    /// Gives up the buffers for good, for a request the device may still write (for instance
+    /// one it gave back without an answer, which a host may still answer after a reset): they
+    /// are never freed (nor reused); the request keeps its data and gets empty buffers.
+    pub fn quarantine(&mut self) {
         core::mem::forget(core::mem::take(&mut self.inner.out));
         core::mem::forget(core::mem::take(&mut self.inner.input));
     }
@@ -260,6 +266,22 @@ pub trait Handler: Send + Sync + Sized + 'static {
         let _ = (state, finished);
     }
 
+    /// The device is being reset in place to recover it (see [`Virtqueues::recover`]), after
+    /// the last [`Handler::reclaim`]: what was in flight is lost, and the queues run again
+    /// once [`Handler::recovered`] reports success. Runs with the queues locked: it must not
+    /// sleep. The default takes it as a stop ([`Handler::stopped`]).
+    fn reset(&self, state: &mut Self::State, finished: &mut Self::Finished) {
+        self.stopped(state, finished);
+    }
+
+    /// A recovery asked for with [`Virtqueues::recover`] ended: with `Ok` the queues run again,
+    /// empty, and the device is live; with an error they stay stopped (`EOPNOTSUPP`: the
+    /// transport cannot be recovered). Runs with the queues locked, in process context: it
+    /// must not sleep. The default does nothing.
+    fn recovered(&self, queues: &mut Locked<'_, Self>, result: Result) {
+        let _ = (queues, result);
+    }
+
     /// Completes what a locked section left in `finished`, with the queues unlocked (but maybe
     /// in interrupt context: it must not sleep). Runs after every locked section, also when it
     /// left nothing. The default drops it.
@@ -297,6 +319,15 @@ struct Inner<H: Handler> {
 // relies on staying pinned, so the lock guard can give mutable access to it.
 impl<H: Handler> Unpin for Inner<H> {}
 
+/// Why the queues are quiesced.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quiesce {
+    /// Unbind or freeze: requests in flight get a grace period, then [`Handler::stopped`].
+    Stop,
+    /// Recovery of a device that does not answer: no grace period, then [`Handler::reset`].
+    Reset,
+}
+
 /// The type-erased part of [`Virtqueues`] reached through `vdev->priv`. Each operation takes
 /// `vdev->priv`.
 #[repr(C)]
@@ -320,6 +351,7 @@ struct Header {
 /// - The raw virtqueues in `inner.queues.vqs` exist exactly while it is not empty: it is empty
 ///   before the queues are live, while the device sleeps and after the queues stopped.
 /// - `names` has one name per queue, as given to [`Device::find_vqs`].
+/// - `recovery` is neither pending nor running once the queues stopped at unbind.
 #[repr(C)]
 #[pin_data]
 pub struct Virtqueues<H: Handler> {
@@ -330,6 +362,10 @@ pub struct Virtqueues<H: Handler> {
     inner: SpinLockIrq<Inner<H>>,
     #[pin]
     handler: H,
+    /// The transport's configuration, saved for [`Virtqueues::recover`].
+    transport: Option<PciSnapshot>,
+    #[pin]
+    recovery: DelayedWork<Self>,
 }
 
 /// Locked virtqueues: every queue operation needs one. No sleeping while it is held.
@@ -396,10 +432,10 @@ impl<H: Handler> Virtqueues<H> {
         &self.vdev
     }
 
-    /// Quiesces the queues: no new requests, a grace period for those in flight, reset, every
-    /// request back to the handler, [`Handler::stopped`], and the raw queues deleted. Does
-    /// nothing if they are not live.
-    fn quiesce(&self) {
+    /// Quiesces the queues: no new requests, a grace period for those in flight (only when
+    /// stopping), reset, every request back to the handler, [`Handler::stopped`] (or
+    /// [`Handler::reset`]), and the raw queues deleted. Does nothing if they are not live.
+    fn quiesce(&self, why: Quiesce) {
         let vdev = self.vdev.as_raw();
 
         // 1. No new requests; those in flight get a grace period to complete normally,
@@ -412,7 +448,10 @@ impl<H: Handler> Virtqueues<H> {
             }
         }
         let start = Instant::<Monotonic>::now();
-        while self.inner.lock().queues.in_flight > 0 && start.elapsed() < GRACE {
+        while why == Quiesce::Stop
+            && self.inner.lock().queues.in_flight > 0
+            && start.elapsed() < GRACE
+        {
             fsleep(Delta::from_millis(1));
         }
 
@@ -461,7 +500,10 @@ impl<H: Handler> Virtqueues<H> {
                 }
             }
             inner.queues.in_flight = 0;
-            self.handler.stopped(&mut inner.state, finished);
+            match why {
+                Quiesce::Stop => self.handler.stopped(&mut inner.state, finished),
+                Quiesce::Reset => self.handler.reset(&mut inner.state, finished),
+            }
         }
 
         // 4. The queues go away, and with them their interrupts.
@@ -482,13 +524,17 @@ impl<H: Handler> Virtqueues<H> {
         let this = header.cast::<Self>();
         // SAFETY: By the type invariant `vdev->priv` owns a reference, so `this` is valid.
         let vqs = unsafe { &*this };
-        vqs.quiesce();
+        vqs.quiesce(Quiesce::Stop);
 
         // Give up the reference `vdev->priv` held; no callback can reach it any more.
         // SAFETY: `vdev` is valid; `priv` is ours (type invariant).
         unsafe { (*vqs.vdev.as_raw()).priv_ = ptr::null_mut() };
         // SAFETY: `this` came from `Arc::into_raw` in `find_vqs`; it is released once, here.
-        drop(unsafe { Arc::from_raw(this) });
+        let vqs = unsafe { Arc::from_raw(this) };
+        // INVARIANT: The queues are stopping for good, so nothing queues a recovery again (see
+        // `Virtqueues::recover`); one that runs now finds the device lock taken (unbind holds
+        // it) and gives up to the cancellation.
+        DelayedWork::cancel_sync(&vqs);
     }
 
     /// Quiesces the queues for system sleep, keeping them published for [`Self::resume`].
@@ -499,7 +545,7 @@ impl<H: Handler> Virtqueues<H> {
     /// device lock held), set by [`Device::find_vqs`] for a `Virtqueues<H>`.
     unsafe fn suspend(header: *const Header) {
         // SAFETY: By the type invariant `vdev->priv` owns a reference, so the object is valid.
-        unsafe { &*header.cast::<Self>() }.quiesce();
+        unsafe { &*header.cast::<Self>() }.quiesce(Quiesce::Stop);
     }
 
     /// Finds the queues again after system sleep; they start empty.
@@ -557,6 +603,18 @@ impl<'a, H: Handler> Locked<'a, H> {
     /// Whether the queues do not run (see [`Locked::is_live`]).
     pub fn is_empty(&self) -> bool {
         !self.is_live()
+    }
+
+    /// Whether the queues are being stopped, or do not run.
+    fn is_stopping_or_dead(&self) -> bool {
+        self.guard.queues.stopping || !self.is_live()
+    }
+
+    /// Asks for the device to be recovered, as [`Virtqueues::recover`] does.
+    pub fn recover(&self) {
+        if !self.is_stopping_or_dead() {
+            self.vqs.enqueue_recovery();
+        }
     }
 
     /// The driver state kept under the lock.
@@ -788,6 +846,7 @@ impl<'a> Device<Core<'a>> {
         owned_names.extend_from_slice(names, GFP_KERNEL)?;
 
         let dev: &Device<Bound> = self;
+        let transport = PciSnapshot::take(dev);
         let vqs = Arc::pin_init::<Error>(
             try_pin_init!(Virtqueues {
                 header: Header {
@@ -806,6 +865,8 @@ impl<'a> Device<Core<'a>> {
                     state,
                 }),
                 handler <- handler,
+                transport,
+                recovery <- new_delayed_work!("virtio::Virtqueues::recovery"),
             }),
             GFP_KERNEL,
         )?;
@@ -921,6 +982,8 @@ pub(super) fn teardown(dev: &Device<CoreInternal<'_>>) {
         unsafe { ((*header).stop)(header) };
     }
 }
+
+mod recovery;
 
 #[kunit_tests(rust_kernel_virtio_virtqueue)]
 mod tests {

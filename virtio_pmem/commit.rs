@@ -74,7 +74,19 @@ impl Commit {
         if !ok && self.failed_from.is_none() {
             self.failed_from = Some(self.done);
         }
-        !self.broken && self.failed_from.is_none() && self.wanted > self.done
+        self.pending()
+    }
+
+    /// The flush in flight, if any, is lost: the device was reset under it, or gave it back
+    /// unanswered. It is never answered; its callers wait for the next flush sent, which left
+    /// after all of them arrived.
+    pub(crate) fn lost(&mut self) {
+        self.in_flight = false;
+    }
+
+    /// Whether a caller waits for a flush that is not in flight, and one may be sent.
+    pub(crate) fn pending(&self) -> bool {
+        !self.in_flight && !self.broken && self.failed_from.is_none() && self.wanted > self.done
     }
 
     /// Nothing can be sent any more, and the flush in flight, if any, is lost.
@@ -161,6 +173,31 @@ impl Commit {
 #[kunit_tests(virtio_pmem_rust_commit)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_flush_is_never_answered_and_its_callers_get_the_next() {
+        let mut c = Commit::default();
+        assert_eq!(c.join(), Join::Send(1));
+        c.sent();
+        assert_eq!(c.join(), Join::Wait(2));
+        // The device is reset under flush 1: nothing is answered, both callers still wait.
+        c.lost();
+        assert_eq!(c.outcome(1), None);
+        assert_eq!(c.outcome(2), None);
+        assert!(c.pending());
+        // The flush sent again is number 2 and answers both.
+        c.sent();
+        assert!(!c.pending());
+        assert!(!c.completed(true));
+        assert_eq!(c.outcome(1), Some(Ok(())));
+        assert_eq!(c.outcome(2), Some(Ok(())));
+        // A flush lost while nobody else waits still leaves its caller pending.
+        assert_eq!(c.join(), Join::Send(3));
+        c.sent();
+        c.lost();
+        assert!(c.pending());
+        assert_eq!(c.outcome(3), None);
+    }
 
     #[test]
     fn idle_caller_sends() {

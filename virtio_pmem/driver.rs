@@ -78,7 +78,11 @@ impl VirtioPmem<'_> {
             writeln!(f, "broken: {}", u8::from(st.commit.is_broken()))?;
             writeln!(f, "max_latency_us: {}", s.max_latency_us)?;
             writeln!(f, "last_latency_us: {}", s.last_latency_us)?;
-            writeln!(f, "restores: {}", s.restores)
+            writeln!(f, "restores: {}", s.restores)?;
+            writeln!(f, "recoveries: {}", s.recoveries)?;
+            writeln!(f, "resent: {}", s.resent)?;
+            writeln!(f, "unanswered: {}", s.unanswered)?;
+            writeln!(f, "polled: {}", s.polled)
         })
     }
 
@@ -185,6 +189,10 @@ impl virtio::Driver for VirtioPmemDriver {
                 desc,
             }))
         })
+    }
+
+    fn unbind(_vdev: &virtio::Device<Core<'_>>, this: Pin<&VirtioPmem<'_>>) {
+        this.flusher.unbinding();
     }
 
     /// The bus quiesces the queue next: in-flight flushes get a grace period, then every

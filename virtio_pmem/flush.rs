@@ -8,10 +8,18 @@
 //! lists and are completed once the queue callback has released the queue lock, without a
 //! thread or work item each.
 //!
-//! While a flush is in flight, a [`Watchdog`] looks at it every [`HEALTH_CHECK`]: it gives the
-//! device up if its queue broke, if it no longer reports `DRIVER_OK` or asks for a reset (a
-//! configuration interrupt may not come: they are off during unbind), or if the host sat on
-//! the flush for [`FLUSH_TIMEOUT`]. Synchronous callers and bios are answered alike then.
+//! While a flush is in flight, a [`Watchdog`] looks at it every [`HEALTH_CHECK`]. A device
+//! that stopped answering is recovered in place, never given up at once (see
+//! [`virtio::Virtqueues::recover`]): its queue broke, its status no longer reads `DRIVER_OK` (the
+//! host lost the device's state, as QEMU does across save/restore and live update) or asks for
+//! a reset, or the host sat on the flush for the `flush_timeout_ms` module parameter. The
+//! recovery resets the device, sets its queue up again and sends the flush again: a flush is
+//! idempotent, and its waiters get the answer to the one sent again. The flush that was lost
+//! is never counted as answered. Only after `max_resets` recoveries in a row without an answer
+//! (or on a transport that cannot be recovered) does the device give up, failing its waiters
+//! with `EIO`. With the defaults, a waiter thus gets an answer or `EIO` within
+//! `(max_resets + 1) * flush_timeout_ms` plus a second per reset; with `flush_timeout_ms=0` a
+//! host that keeps `DRIVER_OK` is waited for without limit.
 
 use crate::commit::{
     Commit,
@@ -58,31 +66,61 @@ const REQ_QUEUE: usize = 0;
 /// at a time).
 const HEALTH_CHECK: Delta = Delta::from_millis(1000);
 
-/// How long the host may take to answer a flush before the device is given up for broken.
-const FLUSH_TIMEOUT: Delta = Delta::from_millis(60_000);
+/// How long a flush must have waited before the watchdog looks for its answer itself.
+const POLL_AFTER: Delta = Delta::from_millis(500);
 
-/// What the response holds until the host answers: failure, so that a request the host
-/// dropped or truncated never reads as a success.
-const RESPONSE_FAILED: u32 = 1;
+/// How long a flush may go unanswered while the device is unbound (the last flush of the pmem
+/// device): unbind holds the device lock a recovery needs, so the flush fails with `EIO` then.
+const UNBIND_WAIT: Delta = Delta::from_millis(5000);
+
+/// What the response holds until the host answers: a value no host writes (they write 0, 1
+/// or -1), so that a request the host gives back without writing it never reads as a success,
+/// and is told apart from a failure.
+const RESPONSE_UNANSWERED: u32 = 0xfffe_fffe;
+
+/// The host's answer to a flush.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// The host flushed.
+    Done,
+    /// The host failed, or wrote less than a whole response.
+    Failed,
+    /// The request came back without a response: a completion for a request made before a
+    /// reset (QEMU finishes those on the new queue), or a host that skipped it. The flush is
+    /// sent again.
+    Unanswered,
+}
 
 /// The host's answer to a flush: `ret` of `struct virtio_pmem_resp`, which the device must
 /// have written whole. Zero is success; anything else (QEMU says 1, the specification -1)
-/// is a failure.
-pub(crate) fn host_answer(response: &[u8], used: u32) -> Result {
-    match response.first_chunk::<4>() {
-        Some(ret) if used as usize >= RESPONSE_LEN && u32::from_le_bytes(*ret) == 0 => Ok(()),
-        _ => Err(EIO),
+/// is a failure, except [`RESPONSE_UNANSWERED`], the value the driver put there.
+pub(crate) fn host_answer(response: &[u8], used: u32) -> Answer {
+    match response.first_chunk::<4>().map(|ret| u32::from_le_bytes(*ret)) {
+        Some(RESPONSE_UNANSWERED) => Answer::Unanswered,
+        Some(0) if used as usize >= RESPONSE_LEN => Answer::Done,
+        _ => Answer::Failed,
     }
+}
+
+/// The recovery policy, from the module parameters.
+fn flush_timeout() -> Option<Delta> {
+    let ms = crate::module_parameters::flush_timeout_ms.value();
+    (ms != 0).then(|| Delta::from_millis(ms.into()))
+}
+
+/// How many recoveries in a row may go without an answer before the device is given up.
+fn max_resets() -> u32 {
+    crate::module_parameters::max_resets.value()
 }
 
 /// The flush request: a `struct virtio_pmem_req` asking for a flush, and room for the
 /// `struct virtio_pmem_resp`.
-fn new_request() -> Result<Request<()>> {
+fn new_request(flags: kernel::alloc::Flags) -> Result<Request<()>> {
     let mut req = Request::new(
         core::mem::size_of::<uapi::virtio_pmem_req>(),
         RESPONSE_LEN,
         (),
-        GFP_KERNEL,
+        flags,
     )?;
     req.out_mut()
         .copy_from_slice(&uapi::VIRTIO_PMEM_REQ_TYPE_FLUSH.to_le_bytes());
@@ -111,6 +149,29 @@ pub(crate) struct Stats {
     pub(crate) last_latency_us: i64,
     /// Times the device came back from system sleep.
     pub(crate) restores: u64,
+    /// Times the device was reset in place and its flush sent again.
+    pub(crate) recoveries: u64,
+    /// Flushes sent again: after a recovery, or when the host gave a request back unanswered.
+    pub(crate) resent: u64,
+    /// Requests the host gave back unanswered.
+    pub(crate) unanswered: u64,
+    /// Host answers the watchdog found without an interrupt.
+    pub(crate) polled: u64,
+}
+
+/// Why a recovery was asked for.
+#[derive(Clone, Copy)]
+enum Reason {
+    /// The device status read this while a flush was in flight.
+    Status(u8),
+    /// The queue broke.
+    Broken,
+    /// The host sat on a flush for this long, in milliseconds.
+    Timeout(i64),
+    /// The device asked for a reset (`NEEDS_RESET`, from the configuration interrupt).
+    NeedsReset,
+    /// The host answered a flush without an interrupt.
+    LostInterrupt,
 }
 
 /// The flush state, under the queue lock.
@@ -129,6 +190,14 @@ pub(crate) struct FlushState {
     malformed: Option<Request<()>>,
     /// The next flush goes out as [`FlushState::malformed`].
     pub(crate) inject_malformed: bool,
+    /// A request for when [`FlushState::req`] is lost to a reset, refilled by the watchdog.
+    spare: Option<Request<()>>,
+    /// A recovery is under way (since when, and why): flushes wait for it.
+    recovering: Option<(Instant<Monotonic>, Reason)>,
+    /// Recoveries since the host last answered.
+    resets_unanswered: u32,
+    /// The device is being unbound: no recovery can run any more.
+    unbinding: bool,
 }
 
 impl FlushState {
@@ -136,13 +205,17 @@ impl FlushState {
     pub(crate) fn new() -> Result<Self> {
         Ok(Self {
             commit: Commit::default(),
-            req: Some(new_request()?),
+            req: Some(new_request(GFP_KERNEL)?),
             covered: FlushBioList::new(),
             waiting: FlushBioList::new(),
             sent_at: None,
             stats: Stats::default(),
             malformed: Some(Request::new(0, RESPONSE_LEN, (), GFP_KERNEL)?),
             inject_malformed: false,
+            spare: Some(new_request(GFP_KERNEL)?),
+            recovering: None,
+            resets_unanswered: 0,
+            unbinding: false,
         })
     }
 
@@ -150,6 +223,7 @@ impl FlushState {
     /// Waiters are woken by the caller.
     fn stop(&mut self, finished: &mut Finished) {
         self.commit.stop();
+        self.recovering = None;
         finished.failed.append(&mut self.covered);
         finished.failed.append(&mut self.waiting);
     }
@@ -194,52 +268,10 @@ impl virtio::Handler for FlushHandler {
     type Finished = Finished;
 
     fn callback(&self, queues: &mut Locked<'_, Self>, index: usize) {
-        let mut answered = false;
-        while let Some((req, used)) = queues.get_buf(index) {
-            answered = true;
-            let malformed = req.out().is_empty();
-            let ok = !malformed && host_answer(req.input(), used).is_ok();
-            let st = queues.state();
-            if malformed {
-                st.malformed = Some(req);
-            } else {
-                st.req = Some(req);
-            }
-            if let Some(sent_at) = st.sent_at.take() {
-                let us = sent_at.elapsed().as_micros_ceil();
-                st.stats.last_latency_us = us;
-                st.stats.max_latency_us = st.stats.max_latency_us.max(us);
-            }
-            let first_failure = !ok && !st.commit.is_failed();
-            if !ok {
-                st.stats.host_failures += 1;
-            }
-            let again = st.commit.completed(ok);
-            let result = st.commit.outcome(st.commit.done()).unwrap_or(Err(EIO));
-            let mut covered = core::mem::take(&mut st.covered);
-            // The next flush will not be sent while a failure sticks.
-            let mut waiting = if st.commit.is_failed() {
-                core::mem::take(&mut st.waiting)
-            } else {
-                FlushBioList::new()
-            };
-            queues.finished().end(&mut covered, result);
-            queues.finished().end(&mut waiting, Err(EIO));
-            if first_failure {
-                dev_err!(
-                    queues.device(),
-                    "host flush failed; flushes fail until cleared (sysfs flush_error)\n"
-                );
-            }
-            if again {
-                // A failure to send marks the device broken; the waiters see it below.
-                let _ = send(queues);
-            }
+        if !reap(queues, index) && queues.is_broken(index) {
+            request_recovery(queues, Reason::Broken);
         }
-        if !answered && queues.is_broken(index) {
-            stop(queues);
-        }
-        if answered || queues.state().commit.is_broken() {
+        if queues.state().commit.is_broken() {
             self.answered.notify_all();
         }
     }
@@ -251,8 +283,8 @@ impl virtio::Handler for FlushHandler {
         req: Request<()>,
         _used: Option<u32>,
     ) {
-        // A request the device never gave back lost its buffers; a new one is made if the
-        // device is restored.
+        // A request the device never gave back lost its buffers; the spare, or a new one if the
+        // device is restored, takes its place.
         if req.input().len() == RESPONSE_LEN && !req.out().is_empty() {
             state.req = Some(req);
         }
@@ -263,10 +295,146 @@ impl virtio::Handler for FlushHandler {
         self.answered.notify_all();
     }
 
+    fn reset(&self, state: &mut FlushState, _finished: &mut Finished) {
+        // The flush in flight is lost; its bios wait for the one sent after the recovery,
+        // and so do its synchronous callers (the commit keeps it in flight until then).
+        let mut covered = core::mem::take(&mut state.covered);
+        covered.append(&mut state.waiting);
+        state.waiting = covered;
+        state.sent_at = None;
+    }
+
+    fn recovered(&self, queues: &mut Locked<'_, Self>, result: Result) {
+        let st = queues.state();
+        let Some((since, reason)) = st.recovering.take() else {
+            return;
+        };
+        if let Err(e) = result {
+            dev_err!(
+                queues.device(),
+                "cannot recover the device (error {}); flushes fail until it is re-probed\n",
+                e.to_errno()
+            );
+            stop_quietly(queues);
+            self.answered.notify_all();
+            return;
+        }
+        st.stats.recoveries += 1;
+        if st.req.is_none() {
+            st.req = st.spare.take();
+        }
+        if st.req.is_none() {
+            // The spare went to an earlier loss; the watchdog makes the next one.
+            st.req = new_request(GFP_ATOMIC).ok();
+        }
+        let flush = st.commit.done() + 1;
+        let ms = since.elapsed().as_millis();
+        match reason {
+            Reason::Status(s) => dev_warn!(
+                queues.device(),
+                "recovered in {ms} ms: flush {flush} was unanswered and the device status read {s:#04x} (state lost); device reset, flush sent again\n"
+            ),
+            Reason::Broken => dev_warn!(
+                queues.device(),
+                "recovered in {ms} ms: the request queue broke; device reset, flush {flush} sent again\n"
+            ),
+            Reason::Timeout(t) => dev_warn!(
+                queues.device(),
+                "recovered in {ms} ms: the host sat on flush {flush} for {t} ms; device reset, flush sent again\n"
+            ),
+            Reason::LostInterrupt => dev_warn!(
+                queues.device(),
+                "recovered in {ms} ms: the host answered a flush without an interrupt; device reset\n"
+            ),
+            Reason::NeedsReset => dev_warn!(
+                queues.device(),
+                "recovered in {ms} ms: the device asked for a reset; flush {flush} sent again\n"
+            ),
+        }
+        resend(queues);
+        self.answered.notify_all();
+    }
+
     fn finish(&self, mut finished: Finished) {
         finished.ok.end_all(Ok(()));
         finished.failed.end_all(Err(EIO));
     }
+}
+
+/// Takes the host's answers from queue `index` and acts on them; returns whether there were
+/// any. Wakes the callers they answer.
+fn reap(queues: &mut Locked<'_, FlushHandler>, index: usize) -> bool {
+    let mut answered = false;
+    while let Some((req, used)) = queues.get_buf(index) {
+        answered = true;
+        let malformed = req.out().is_empty();
+        let answer = host_answer(req.input(), used);
+        let st = queues.state();
+        if answer == Answer::Unanswered && !malformed {
+            // Whatever came back, the host may still answer this request, and into
+            // its buffers: they are given up, and the flush goes out in another one.
+            let mut req = req;
+            req.quarantine();
+            st.stats.unanswered += 1;
+            st.req = st.spare.take();
+            if st.req.is_none() {
+                st.req = new_request(GFP_ATOMIC).ok();
+            }
+            st.resets_unanswered += 1;
+            if st.resets_unanswered > max_resets() {
+                dev_err!(
+                    queues.device(),
+                    "the host keeps giving flushes back unanswered; flushes fail until the device is re-probed\n"
+                );
+                stop_quietly(queues);
+            } else {
+                resend(queues);
+            }
+            continue;
+        }
+        if malformed {
+            st.malformed = Some(req);
+        } else {
+            st.req = Some(req);
+        }
+        let ok = !malformed && answer == Answer::Done;
+        let st = queues.state();
+        st.resets_unanswered = 0;
+        if let Some(sent_at) = st.sent_at.take() {
+            let us = sent_at.elapsed().as_micros_ceil();
+            st.stats.last_latency_us = us;
+            st.stats.max_latency_us = st.stats.max_latency_us.max(us);
+        }
+        let first_failure = !ok && !st.commit.is_failed();
+        if !ok {
+            st.stats.host_failures += 1;
+        }
+        let again = st.commit.completed(ok);
+        let result = st.commit.outcome(st.commit.done()).unwrap_or(Err(EIO));
+        let mut covered = core::mem::take(&mut st.covered);
+        // The next flush will not be sent while a failure sticks.
+        let mut waiting = if st.commit.is_failed() {
+            core::mem::take(&mut st.waiting)
+        } else {
+            FlushBioList::new()
+        };
+        queues.finished().end(&mut covered, result);
+        queues.finished().end(&mut waiting, Err(EIO));
+        if first_failure {
+            dev_err!(
+                queues.device(),
+                "host flush failed; flushes fail until cleared (sysfs flush_error)\n"
+            );
+        }
+        if again {
+            // A failure to send marks the device broken; the waiters see it below.
+            let _ = send(queues);
+        }
+    }
+    if answered {
+        queues.handler().answered.notify_all();
+    }
+    answered
 }
 
 /// Gives up on the device: every caller and bio fails with `EIO` from now on.
@@ -290,43 +458,82 @@ fn stop_quietly(queues: &mut Locked<'_, FlushHandler>) {
     all.failed.append(&mut finished.failed);
 }
 
-/// Checks on the flush in flight, if any; returns whether one still is.
+/// Asks for the device to be recovered (once per episode), unless it already went without an
+/// answer through `max_resets` recoveries: then it is given up, and every waiter fails.
+fn request_recovery(queues: &mut Locked<'_, FlushHandler>, reason: Reason) {
+    let st = queues.state();
+    if st.recovering.is_some() || st.commit.is_broken() {
+        return;
+    }
+    if st.unbinding {
+        dev_err!(
+            queues.device(),
+            "the device does not answer while unbinding; its last flushes fail\n"
+        );
+        stop_quietly(queues);
+        queues.handler().answered.notify_all();
+        return;
+    }
+    if st.resets_unanswered >= max_resets() {
+        let resets = st.resets_unanswered;
+        dev_err!(
+            queues.device(),
+            "no answer after {resets} resets; flushes fail until the device is re-probed\n"
+        );
+        stop_quietly(queues);
+        queues.handler().answered.notify_all();
+        return;
+    }
+    st.resets_unanswered += 1;
+    st.recovering = Some((Instant::now(), reason));
+    queues.recover();
+}
+
+/// Checks on the flush in flight, if any; returns whether to check again.
 ///
-/// Gives up on a device that can no longer answer: its queue broke (the device was
-/// surprise-removed or misbehaved; no callback comes then), it lost its state or asks for a
-/// reset (its status no longer reads `DRIVER_OK`, or reads `NEEDS_RESET` or `FAILED`; all
-/// ones, a device gone from the bus, reads as all three), or the host sat on the flush for
-/// [`FLUSH_TIMEOUT`]. Wakes every waiter if so.
+/// Asks for a recovery of a device that does not answer: its queue broke (no callback comes
+/// then), it lost its state or asks for a reset (its status no longer reads `DRIVER_OK`, or
+/// reads `NEEDS_RESET` or `FAILED`; all ones, a device gone from the bus, reads as all three),
+/// or the host sat on the flush for `flush_timeout_ms`.
 fn check_health(queues: &mut Locked<'_, FlushHandler>) -> bool {
     let st = queues.state();
-    if st.commit.is_broken() || !st.commit.in_flight() {
+    if st.commit.is_broken() {
         return false;
     }
-    let late = st
-        .sent_at
-        .is_some_and(|sent| sent.elapsed() > FLUSH_TIMEOUT);
-    let status = queues.status();
-    let lost = status.is_some_and(|s| !s.driver_ok() || s.needs_reset() || s.failed());
-    let broken = queues.is_broken(REQ_QUEUE);
-    if !(late || lost || broken) {
+    if st.recovering.is_some() {
         return true;
     }
-    if late {
-        dev_err!(
-            queues.device(),
-            "the host has not answered a flush for {} s\n",
-            FLUSH_TIMEOUT.as_millis() / 1000
-        );
-    } else if let Some(status) = status.filter(|_| lost) {
-        dev_err!(
-            queues.device(),
-            "a flush is in flight and the device status reads {:#04x}\n",
-            status.0
-        );
+    if !st.commit.in_flight() {
+        return false;
     }
-    stop(queues);
-    queues.handler().answered.notify_all();
-    false
+    // An answer whose interrupt went missing (seen after a host completed a request from
+    // before a reset: QEMU's interrupt suppression state goes stale) is taken here, and the
+    // device is reset to bring its interrupts back. Only for a flush that has waited a while,
+    // so that an interrupt on its way is not taken for a lost one.
+    let waited = st.sent_at.map(|sent| sent.elapsed());
+    if waited.is_some_and(|w| w > POLL_AFTER) && reap(queues, REQ_QUEUE) {
+        queues.state().stats.polled += 1;
+        request_recovery(queues, Reason::LostInterrupt);
+        return true;
+    }
+    let st = queues.state();
+    let waited = st.sent_at.map(|sent| sent.elapsed());
+    let timeout = if st.unbinding {
+        Some(flush_timeout().map_or(UNBIND_WAIT, |t| if t < UNBIND_WAIT { t } else { UNBIND_WAIT }))
+    } else {
+        flush_timeout()
+    };
+    let late = waited.zip(timeout).is_some_and(|(w, t)| w > t);
+    let status = queues.status();
+    if let Some(s) = status.filter(|s| !s.driver_ok() || s.needs_reset() || s.failed()) {
+        request_recovery(queues, Reason::Status(s.0));
+    } else if queues.is_broken(REQ_QUEUE) {
+        request_recovery(queues, Reason::Broken);
+    } else if late {
+        let ms = waited.map_or(0, |w| w.as_millis());
+        request_recovery(queues, Reason::Timeout(ms));
+    }
+    true
 }
 
 /// Checks on flushes the host has not answered yet, whoever waits for them (a synchronous
@@ -357,7 +564,7 @@ impl Watchdog {
     fn arm(this: &Arc<Self>) {
         let delay = msecs_to_jiffies(HEALTH_CHECK.as_millis() as u32);
         // Already pending: that check will see this flush.
-        let _ = workqueue::system().enqueue_delayed(this.clone(), delay);
+        let _ = workqueue::system_long().enqueue_delayed(this.clone(), delay);
     }
 }
 
@@ -365,9 +572,16 @@ impl WorkItem for Watchdog {
     type Pointer = Arc<Self>;
 
     fn run(this: Arc<Self>) {
+        // A recovery may have used the spare request: make a new one while sleeping is fine.
+        if this.vqs.lock().state().spare.is_none() {
+            if let Ok(req) = new_request(GFP_KERNEL) {
+                this.vqs.lock().state().spare = Some(req);
+            }
+        }
         // A flush sent while a check is pending or running is seen by that check: the
-        // watchdog runs again as long as any flush is in flight (the queue callback sends the
-        // next flush in the same locked section that completes the previous one).
+        // watchdog runs again as long as any flush is in flight or a recovery is under way
+        // (the queue callback and the recovery send the next flush in the same locked section
+        // that completes the previous one).
         if check_health(&mut this.vqs.lock()) {
             Self::arm(&this);
         }
@@ -381,6 +595,10 @@ impl WorkItem for Watchdog {
 /// request.
 fn send(queues: &mut Locked<'_, FlushHandler>) -> Result {
     let st = queues.state();
+    if st.recovering.is_some() {
+        // The recovery sends it.
+        return Ok(());
+    }
     let malformed = core::mem::take(&mut st.inject_malformed);
     let req = if malformed && st.malformed.is_some() {
         st.malformed.take()
@@ -392,7 +610,7 @@ fn send(queues: &mut Locked<'_, FlushHandler>) -> Result {
         return Err(EIO);
     };
     req.input_mut()
-        .copy_from_slice(&RESPONSE_FAILED.to_le_bytes());
+        .copy_from_slice(&RESPONSE_UNANSWERED.to_le_bytes());
     if let Err((req, e)) = queues.add(REQ_QUEUE, req) {
         if req.out().is_empty() {
             queues.state().malformed = Some(req);
@@ -401,10 +619,15 @@ fn send(queues: &mut Locked<'_, FlushHandler>) -> Result {
         }
         if e == ENODEV {
             stop_quietly(queues);
-        } else {
-            stop(queues);
+            return Err(EIO);
         }
-        return Err(EIO);
+        // A broken queue (the device misbehaved): the recovery sends the flush.
+        request_recovery(queues, Reason::Broken);
+        return if queues.state().commit.is_broken() {
+            Err(EIO)
+        } else {
+            Ok(())
+        };
     }
     if !queues.kick(REQ_QUEUE) {
         // The request stays with the queue; the teardown gives it back.
@@ -418,6 +641,18 @@ fn send(queues: &mut Locked<'_, FlushHandler>) -> Result {
     let mut next = core::mem::take(&mut st.waiting);
     st.covered.append(&mut next);
     Ok(())
+}
+
+/// Sends again the flush that was lost to a reset or given back unanswered, if anyone waits
+/// for it or a later one. It gets a new number: the lost one is never answered.
+fn resend(queues: &mut Locked<'_, FlushHandler>) {
+    let st = queues.state();
+    st.commit.lost();
+    if st.commit.pending() {
+        st.stats.resent += 1;
+        // A failure to send marks the device broken, or asks for another recovery.
+        let _ = send(queues);
+    }
 }
 
 /// The flush callback of the device's region.
@@ -460,15 +695,27 @@ impl Flusher {
         f(self.vqs.lock().state())
     }
 
-    /// The device asked to be reset (`NEEDS_RESET`): it will not answer, so every caller and
-    /// bio fails with `EIO` now, and from now on.
+    /// The device asked to be reset (`NEEDS_RESET`): it will not answer what it holds, so it
+    /// is recovered, and the flush sent again.
     pub(crate) fn needs_reset(&self) {
+        request_recovery(&mut self.vqs.lock(), Reason::NeedsReset);
+    }
+
+    /// The device is being unbound: from now on a device that does not answer is given up
+    /// (within [`UNBIND_WAIT`]) instead of recovered, and a recovery under way is abandoned,
+    /// since unbind holds the lock it needs.
+    pub(crate) fn unbinding(&self) {
         let mut queues = self.vqs.lock();
-        if !queues.state().commit.is_broken() {
-            dev_err!(queues.device(), "the device needs a reset\n");
+        let st = queues.state();
+        st.unbinding = true;
+        if st.recovering.is_some() {
+            dev_err!(
+                queues.device(),
+                "unbound while recovering; the flushes waiting for it fail\n"
+            );
+            stop_quietly(&mut queues);
+            queues.handler().answered.notify_all();
         }
-        stop(&mut queues);
-        queues.handler().answered.notify_all();
     }
 
     /// Takes flushes again once the device is back from system sleep, with its queue found
@@ -476,7 +723,7 @@ impl Flusher {
     pub(crate) fn restart(&self) -> Result {
         // The request is gone if the device kept it through the reset.
         let spare = if self.with_state(|st| st.req.is_none()) {
-            Some(new_request()?)
+            Some(new_request(GFP_KERNEL)?)
         } else {
             None
         };
@@ -489,6 +736,8 @@ impl Flusher {
             st.req = spare;
         }
         st.sent_at = None;
+        st.recovering = None;
+        st.resets_unanswered = 0;
         st.commit.restart();
         st.stats.restores += 1;
         Ok(())
@@ -537,13 +786,18 @@ mod tests {
 
     #[test]
     fn host_answers() {
-        assert_eq!(host_answer(&0u32.to_le_bytes(), 4), Ok(()));
+        assert_eq!(host_answer(&0u32.to_le_bytes(), 4), Answer::Done);
         // QEMU, cloud-hypervisor and crosvm say 1, the specification -1.
-        assert_eq!(host_answer(&1u32.to_le_bytes(), 4), Err(EIO));
-        assert_eq!(host_answer(&(-1i32).to_le_bytes(), 4), Err(EIO));
+        assert_eq!(host_answer(&1u32.to_le_bytes(), 4), Answer::Failed);
+        assert_eq!(host_answer(&(-1i32).to_le_bytes(), 4), Answer::Failed);
         // A response the device did not write whole is a failure.
-        assert_eq!(host_answer(&0u32.to_le_bytes(), 3), Err(EIO));
-        assert_eq!(host_answer(&0u32.to_le_bytes(), 0), Err(EIO));
-        assert_eq!(host_answer(&[], 4), Err(EIO));
+        assert_eq!(host_answer(&0u32.to_le_bytes(), 3), Answer::Failed);
+        assert_eq!(host_answer(&0u32.to_le_bytes(), 0), Answer::Failed);
+        assert_eq!(host_answer(&[], 4), Answer::Failed);
+        // A request given back with what the driver put there was not answered, whatever the
+        // used length says: it is neither a success nor a failure.
+        let unanswered = RESPONSE_UNANSWERED.to_le_bytes();
+        assert_eq!(host_answer(&unanswered, 4), Answer::Unanswered);
+        assert_eq!(host_answer(&unanswered, 0), Answer::Unanswered);
     }
 }

@@ -18,4 +18,14 @@ kernel::module_virtio_driver! {
     authors: ["virtio-pmem-rs developers"],
     description: "Virtio pmem driver (Rust)",
     license: "GPL",
+    params: {
+        flush_timeout_ms: u32 {
+            default: 60000,
+            description: "Reset the device and send a flush again when the host has not answered it for this long (0: wait forever)",
+        },
+        max_resets: u32 {
+            default: 5,
+            description: "Give the device up (flushes fail with EIO) after this many resets in a row without an answer",
+        },
+    },
 }

@@ -9,6 +9,8 @@
  * $VPMEM_SLOW_PATH are touched; every other call goes straight through.
  * Before such a call, the control file $VPMEM_SLOW_CTL is read:
  *   "delay MS"  the call sleeps MS milliseconds first;
+ *   "once MS"   the next call sleeps MS milliseconds first, and the file is
+ *               set to "off" for the calls after it;
  *   "hang"      the call waits until the file says something else;
  *   anything else, or no file: no change.
  * The runner writes the control file when the guest asks on its console.
@@ -49,6 +51,14 @@ static long control(void)
 		return -1;
 	if (!strncmp(buf, "delay ", 6))
 		return strtol(buf + 6, NULL, 10);
+	if (!strncmp(buf, "once ", 5)) {
+		f = fopen(path, "w");
+		if (f) {
+			fputs("off\n", f);
+			fclose(f);
+		}
+		return strtol(buf + 5, NULL, 10);
+	}
 	return 0;
 }
 

@@ -1,0 +1,100 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-2.0
+#
+# Flush recovery against a host that is slow or hung (tests/host/slow_sync.c,
+# preloaded into QEMU, driven by "VPMEM-HOST slow ...").  The driver is loaded
+# with flush_timeout_ms=2000.
+#  1. One host flush takes 6 s, three times the timeout: the driver resets
+#     the device and sends the flush again.  Every fsync returns 0, and the
+#     counters show the recovery and the resent flush.  The late answer to the
+#     flush that was lost comes after the reset; it must not count.
+#  2. The host hangs every flush while 4 threads fsync, and the driver is
+#     unbound, then (hung again) its module removed, with the default timeout
+#     (60 s): every waiter gets EIO
+#     within 10 s (the stated bound while unbinding is 5 s without an answer,
+#     plus a check interval and the teardown's grace period), unbind and rmmod
+#     return, and releasing the host afterwards harms nothing: the next
+#     binding flushes.
+# The lost flush's request is never given back (quarantined): no kmemleak scan.
+
+. /tests/ktap_helpers.sh
+. /tests/pmem_lib.sh
+
+mod=virtio_pmem_rust
+drv=/sys/bus/virtio/drivers/$mod
+dbg() { ls -d /sys/kernel/debug/$mod-* | head -1; }
+stat() { sed -n "s/^$1: //p" "$(dbg)/stats"; }
+now_cs() { tr -d . < /proc/uptime | cut -d' ' -f1; }
+all_ok='^fsync.ok=[1-9][0-9]*.eio=0.other=0.*slow=0'
+all_eio='^fsync.ok=[0-9]*.eio=[1-9][0-9]*.other=0.*slow=0'
+# max_ms FILE: the longest fsync fsync_hammer saw.
+max_ms() { sed -n 's/.*max_ms=\([0-9]*\).*/\1/p' "$1"; }
+
+ktap_print_header
+ktap_set_plan 10
+
+rmmod $mod
+modprobe $mod flush_timeout_ms=2000
+wait_pmem
+dev=$(pmem_virtio_dev)
+
+# 1. A host flush three times longer than the timeout.
+echo "VPMEM-HOST slow once 6000"
+sleep 1
+rec0=$(stat recoveries) res0=$(stat resent)
+/tests/fsync_hammer /dev/pmem0 4 9000 > /tmp/hammer.out 2>&1
+rec=$(( $(stat recoveries) - rec0 )) res=$(( $(stat resent) - res0 ))
+ktap_print_msg "one host flush of 6 s, timeout 2 s: $(cat /tmp/hammer.out)"
+ktap_print_msg "recoveries $rec, flushes resent $res; stats: $(tr '\n' ' ' < "$(dbg)/stats")"
+ktap_test_result "every fsync succeeds across the reset" grep -q "$all_ok" /tmp/hammer.out
+ok=0
+[ "$rec" -ge 1 ] && [ "$res" -ge 1 ] && ok=1
+ktap_test_result "the device was reset and the flush resent" [ $ok = 1 ]
+ktap_test_result "the stall ended at the timeout, not the host (under 5 s)" [ "$(max_ms /tmp/hammer.out)" -lt 5000 ]
+sleep 5
+/tests/fsync_hammer /dev/pmem0 2 1000 > /tmp/hammer.out 2>&1
+ktap_test_result "the device works once the late answer came" grep -q "$all_ok" /tmp/hammer.out
+
+# 2. A hung host, then unbind or rmmod under the waiters, with the default timeout
+# (60 s): while unbinding, the driver waits 5 s at most.
+rmmod $mod
+modprobe $mod
+wait_pmem
+# hung_teardown WHAT: hangs the host, starts 4 fsync threads, runs WHAT (unbind or
+# rmmod) and checks that the waiters and WHAT end within 10 s; then releases the
+# host and binds again.
+hung_teardown() {
+	echo "VPMEM-HOST slow hang"
+	sleep 1
+	/tests/fsync_hammer /dev/pmem0 4 3000 > /tmp/hammer.out 2>&1 &
+	pid=$!
+	sleep 1
+	t0=$(now_cs)
+	if [ "$1" = rmmod ]; then
+		rmmod $mod
+	else
+		echo "$dev" > "$drv/unbind"
+	fi
+	t1=$(( $(now_cs) - t0 ))
+	wait $pid
+	t2=$(( $(now_cs) - t0 ))
+	ktap_print_msg "$1 with the host hung: took ${t1}0 ms, waiters done after ${t2}0 ms: $(cat /tmp/hammer.out)"
+	ktap_test_result "$1 with a hung host: every waiter gets EIO" grep -q "$all_eio" /tmp/hammer.out
+	ktap_test_result "$1 with a hung host: done within 10 s" [ "$t2" -lt 1000 ]
+	echo "VPMEM-HOST slow off"
+	sleep 2
+	if [ "$1" = rmmod ]; then
+		modprobe $mod
+	else
+		echo "$dev" > "$drv/bind"
+	fi
+	wait_pmem
+	/tests/fsync_hammer /dev/pmem0 2 1000 > /tmp/hammer.out 2>&1
+	ktap_print_msg "after the host was released and $1 undone: $(cat /tmp/hammer.out)"
+	ktap_print_msg "stats: $(tr '\n' ' ' < "$(dbg)/stats")"
+	ktap_test_result "$1: releasing the host harms nothing, the next binding flushes" \
+		grep -q "$all_ok" /tmp/hammer.out
+}
+hung_teardown unbind
+hung_teardown rmmod
+ktap_finished
