@@ -168,20 +168,34 @@ boot() {
 		#       restore it in a new QEMU process on the same backing files, as a
 		#       user would with the monitor (QEMU 10 keeps no virtio-pmem state, so
 		#       the device comes back reset under the guest);
-		#   "VPMEM-HOST slow ARGS"    write ARGS ("delay MS", "hang" or "off") to the
-		#       control file of tests/host/slow_sync.c, preloaded into QEMU: the
-		#       host's fsync of the backing files is delayed or blocked.
+		#   "VPMEM-HOST cpr"          live update (boots with vpmem.cpr=1, whose guest
+		#       RAM is a shared file): start a new QEMU with -incoming on a main and
+		#       a cpr channel, migrate to it over QMP in cpr-transfer mode, and let
+		#       the old one quit (QEMU 10 loses the virtio-pmem state here too);
+		#   "VPMEM-HOST slow ARGS"    write ARGS ("delay MS", "once MS", "hang" or
+		#       "off") to the control file of tests/host/slow_sync.c, preloaded into
+		#       QEMU: the host's fsync of the backing files is delayed or blocked.
 		# The serial log is appended to across QEMU processes.
-		local mon=$work/mon.sock state=$work/vm.state ctl=$work/slow.ctl
+		local gen=0 state=$work/vm.state ctl=$work/slow.ctl
 		local deadline=$((SECONDS + timeout_s)) qpid total line done_lines=0
-		local serial=(-chardev "file,id=con,path=$log,append=on" -serial chardev:con
-			      -monitor "unix:$mon,server=on,wait=off" -display none)
 		local qenv=(env LD_PRELOAD="$work/slow_sync.so" VPMEM_SLOW_PATH="$work/pmem-"
 			    VPMEM_SLOW_CTL="$ctl")
+		case " $extra " in
+		*" vpmem.cpr=1 "*)
+			q+=(-object "memory-backend-file,id=ram0,size=1G,mem-path=$work/ram,share=on"
+			    -machine memory-backend=ram0,aux-ram-share=on) ;;
+		esac
+		# The monitor sockets of QEMU process number $gen.
+		mon() { echo "$work/mon.$gen.sock"; }
+		qmp() { echo "$work/qmp.$gen.sock"; }
+		serial() {
+			echo -chardev "file,id=con,path=$log,append=on" -serial chardev:con \
+			     -monitor "unix:$(mon),server=on,wait=off" \
+			     -qmp "unix:$(qmp),server=on,wait=off" -display none
+		}
 		: > "$log"
 		echo off > "$ctl"
-		rm -f "$mon"
-		"${qenv[@]}" "${q[@]}" -append "$cmdline" "${serial[@]}" </dev/null >>"$log.qemu" 2>&1 &
+		"${qenv[@]}" "${q[@]}" -append "$cmdline" $(serial) </dev/null >>"$log.qemu" 2>&1 &
 		qpid=$!
 		while kill -0 $qpid 2>/dev/null; do
 			if [ $SECONDS -ge $deadline ]; then
@@ -196,15 +210,34 @@ boot() {
 				echo "host: $line" >> "$log.qemu"
 				case "$line" in
 				saverestore)
-					if ! python3 "$here/qemu_monitor.py" "$mon" save "$state" >> "$log.qemu" 2>&1; then
+					if ! python3 "$here/qemu_monitor.py" "$(mon)" save "$state" >> "$log.qemu" 2>&1; then
 						kill -9 $qpid; rc=1; break
 					fi
 					wait $qpid || true
-					rm -f "$mon"
-					"${qenv[@]}" "${q[@]}" -append "$cmdline" "${serial[@]}" \
-						-incoming "exec:cat $state" </dev/null >>"$log.qemu" 2>&1 &
+					gen=$((gen + 1))
+					"${qenv[@]}" "${q[@]}" -append "$cmdline" $(serial) \
+						-incoming defer </dev/null >>"$log.qemu" 2>&1 &
 					qpid=$!
-					python3 "$here/qemu_monitor.py" "$mon" resume >> "$log.qemu" 2>&1 || {
+					python3 "$here/qemu_monitor.py" "$(mon)" resume "$state" >> "$log.qemu" 2>&1 || {
+						kill -9 $qpid; rc=1; break
+					}
+					;;
+				cpr)
+					local old=$qpid oldqmp
+					oldqmp=$(qmp)
+					gen=$((gen + 1))
+					rm -f "$work/main.sock" "$work/cpr.sock"
+					"${qenv[@]}" "${q[@]}" -append "$cmdline" $(serial) \
+						-incoming "unix:$work/main.sock" \
+						-incoming "{\"channel-type\":\"cpr\",\"addr\":{\"transport\":\"socket\",\"type\":\"unix\",\"path\":\"$work/cpr.sock\"}}" \
+						</dev/null >>"$log.qemu" 2>&1 &
+					qpid=$!
+					if ! python3 "$here/qemu_monitor.py" "$oldqmp" cpr "$work/main.sock" \
+						"$work/cpr.sock" >> "$log.qemu" 2>&1; then
+						kill -9 $old $qpid; rc=1; break
+					fi
+					wait $old || true
+					python3 "$here/qemu_monitor.py" "$(mon)" resume >> "$log.qemu" 2>&1 || {
 						kill -9 $qpid; rc=1; break
 					}
 					;;
