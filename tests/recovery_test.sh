@@ -15,6 +15,11 @@
 #     plus a check interval and the teardown's grace period), unbind and rmmod
 #     return, and releasing the host afterwards harms nothing: the next
 #     binding flushes.
+#  3. Hibernation (pm_test=devices) with the host hung and waiters blocked:
+#     the waiters freeze, the device's freeze fails them with EIO, and after
+#     the thaw and the host's release fsync works.
+#  4. The guest powers off with the host hung and a waiter blocked, within
+#     the stated bound: (max_resets + 1) * flush_timeout_ms.
 # The lost flush's request is never given back (quarantined): no kmemleak scan.
 
 . /tests/ktap_helpers.sh
@@ -31,7 +36,7 @@ all_eio='^fsync.ok=[0-9]*.eio=[1-9][0-9]*.other=0.*slow=0'
 max_ms() { sed -n 's/.*max_ms=\([0-9]*\).*/\1/p' "$1"; }
 
 ktap_print_header
-ktap_set_plan 10
+ktap_set_plan 13
 
 rmmod $mod
 modprobe $mod flush_timeout_ms=2000
@@ -97,4 +102,42 @@ hung_teardown() {
 }
 hung_teardown unbind
 hung_teardown rmmod
+
+# 3. Hibernation (freeze and thaw of every device, pm_test=devices) with the host
+# hung and 4 threads waiting: the waiters must not keep the freezer from
+# freezing them; the device's freeze quiesces its queue and fails them with EIO.
+echo devices > /sys/power/pm_test
+echo 0 > /sys/module/hibernate/parameters/pm_test_delay
+echo "VPMEM-HOST slow hang"
+sleep 1
+/tests/fsync_hammer /dev/pmem0 4 3000 > /tmp/hammer.out 2>&1 &
+pid=$!
+sleep 1
+t0=$(now_cs)
+ok=0
+echo disk > /sys/power/state && ok=1
+wait $pid
+t=$(( $(now_cs) - t0 ))
+echo none > /sys/power/pm_test
+ktap_print_msg "hibernation with the host hung: ok=$ok, waiters done after ${t}0 ms: $(cat /tmp/hammer.out)"
+ktap_test_result "freeze with a hung host: the system froze and thawed" [ $ok = 1 ]
+ktap_test_result "freeze with a hung host: every waiter gets EIO within 10 s" \
+	grep -q "$all_eio" /tmp/hammer.out
+echo "VPMEM-HOST slow off"
+sleep 2
+/tests/fsync_hammer /dev/pmem0 2 1000 > /tmp/hammer.out 2>&1
+ktap_test_result "after the thaw and the host's release, fsync works" grep -q "$all_ok" /tmp/hammer.out
+
+# 4. Power off with the host hung and a waiter blocked: the guest must power off
+# (the runner releases the host once it has; the boot's clean end and its
+# duration are judged by the runner). Power off syncs first, which waits for the
+# hung host like any flush: up to (max_resets + 1) * flush_timeout_ms, then EIO.
+# With 2 resets of 2 s here, about 10 s.
+rmmod $mod
+modprobe $mod flush_timeout_ms=2000 max_resets=2
+wait_pmem
+echo "VPMEM-HOST slow hang"
+sleep 1
+/tests/fsync_hammer /dev/pmem0 2 2000 > /dev/null 2>&1 &
+sleep 1
 ktap_finished

@@ -2,6 +2,7 @@
 
 #include <linux/virtio.h>
 #include <linux/virtio_config.h>
+#include <linux/freezer.h>
 
 __rust_helper bool rust_helper___virtio_test_bit(const struct virtio_device *vdev,
 						 unsigned int fbit)
@@ -25,4 +26,10 @@ __rust_helper bool rust_helper_virtio_get_shm_region(struct virtio_device *vdev,
 						     u8 id)
 {
 	return virtio_get_shm_region(vdev, region, id);
+}
+
+/* For `Guard::freezing`: whether the current task is asked to freeze. */
+__rust_helper bool rust_helper_freezing(struct task_struct *p)
+{
+	return freezing(p);
 }

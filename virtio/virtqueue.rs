@@ -666,6 +666,16 @@ impl<H: Handler> Guard<'_, H> {
         cond.wait(&mut *self.0.guard);
     }
 
+    /// Whether the system is going to sleep and has asked this task to freeze (with a signal,
+    /// as it asks user tasks): a caller that waits for the device in a loop should stop
+    /// waiting and return, as the task cannot freeze inside the loop and would make the system
+    /// sleep fail. Kernel threads are not asked with a signal, and get `false`.
+    pub fn freezing(&self) -> bool {
+        let task = crate::current!();
+        // SAFETY: `task` is the current task, valid while it runs.
+        task.signal_pending() && unsafe { bindings::freezing(task.as_ptr()) }
+    }
+
     /// Sleeps on `cond` for at most `timeout` with the queues unlocked, relocking them before
     /// returning; returns `false` if the time ran out.
     ///

@@ -760,6 +760,12 @@ impl Flush for Flusher {
             if let Some(result) = queues.state().commit.outcome(target) {
                 return result;
             }
+            if queues.freezing() {
+                // The system is going to sleep, and its freeze would fail this flush
+                // anyway: the caller gets `EIO` now, so that its task can freeze. The flush
+                // stays in flight for the others.
+                return Err(EIO);
+            }
             queues.wait_timeout(answered, HEALTH_CHECK);
         }
     }
