@@ -176,7 +176,7 @@ boot() {
 		#       "off") to the control file of tests/host/slow_sync.c, preloaded into
 		#       QEMU: the host's fsync of the backing files is delayed or blocked.
 		# The serial log is appended to across QEMU processes.
-		local gen=0 state=$work/vm.state ctl=$work/slow.ctl
+		local gen=0 state=$work/vm.state ctl=$work/slow.ctl stopped=
 		local deadline=$((SECONDS + timeout_s)) qpid total line done_lines=0
 		local qenv=(env LD_PRELOAD="$work/slow_sync.so" VPMEM_SLOW_PATH="$work/pmem-"
 			    VPMEM_SLOW_CTL="$ctl")
@@ -250,8 +250,19 @@ boot() {
 			# A guest that powers off with the host's flush blocked: release it, as
 			# the host's storage would come back, so that QEMU can exit.
 			grep -aq 'reboot: Power down' "$log" && echo off > "$ctl"
+			# A guest that cannot power off (vpmem.stop_at_done=1: the C driver after
+			# a restore, whose device shutdown waits on the lost device) is stopped
+			# once it has reached its clean end.
+			if [[ " $extra " == *" vpmem.stop_at_done=1 "* ]] && grep -aq '^VPMEM-DONE' "$log"; then
+				sleep 1
+				kill -9 $qpid
+				wait $qpid || true
+				echo "host: stopped QEMU after VPMEM-DONE (vpmem.stop_at_done=1)" >> "$log.qemu"
+				stopped=1
+				break
+			fi
 		done
-		[ $rc != 0 ] || wait $qpid || rc=$?
+		[ $rc != 0 ] || [ -n "$stopped" ] || wait $qpid || rc=$?
 		;;
 	*)
 		timeout -k 5 "$timeout_s" "${q[@]}" -append "$cmdline" \
