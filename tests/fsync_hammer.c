@@ -6,7 +6,7 @@
  * and fsync it, over and over, for MILLIS milliseconds, while the caller
  * unbinds the driver or unloads its module underneath.  If DEV is a
  * directory (a mounted file system), each thread overwrites its own file
- * DEV/hammer.N and fdatasyncs it instead.  Every fsync must return 0 or EIO,
+ * DEV/thread.N and fdatasyncs it instead.  Every fsync must return 0 or EIO,
  * and none may take longer than 10 seconds.  Prints one summary line, with
  * the longest fsync in milliseconds; exits 1 on any other result.
  */
@@ -46,7 +46,7 @@ static void *hammer(void *arg)
 	int fd;
 
 	if (dev_is_dir) {
-		snprintf(path, sizeof(path), "%s/hammer.%d", dev, r->idx);
+		snprintf(path, sizeof(path), "%s/thread.%d", dev, r->idx);
 		fd = open(path, O_RDWR | O_CREAT, 0644);
 		off = 0;
 	} else {

@@ -90,7 +90,10 @@ impl PciSnapshot {
         // A function reset saves and restores the same buffers: keep out of its way.
         // SAFETY: `pdev` is valid while `vdev` (its child) is.
         if !unsafe { bindings::pci_cfg_access_trylock(pdev) } {
-            dev_warn!(vdev, "PCI function busy: no configuration saved for recovery\n");
+            dev_warn!(
+                vdev,
+                "PCI function busy: no configuration saved for recovery\n"
+            );
             return None;
         }
         // SAFETY: `pdev` is valid, and no reset touches its saved state (locked above).
@@ -122,7 +125,9 @@ impl PciSnapshot {
     fn restore(&self, _lock: &PciLock<'_>) -> Result {
         // SAFETY: `pdev` is valid and locked; `state` is a saved state made for it, which
         // `pci_load_saved_state()` copies without taking it over.
-        to_result(unsafe { bindings::pci_load_saved_state(self.pdev.as_ptr(), self.state.as_ptr()) })?;
+        to_result(unsafe {
+            bindings::pci_load_saved_state(self.pdev.as_ptr(), self.state.as_ptr())
+        })?;
         // SAFETY: As above; the load marked the state saved.
         unsafe { bindings::pci_restore_state(self.pdev.as_ptr()) };
         Ok(())
@@ -198,9 +203,13 @@ impl<H: Handler> WorkItem for Virtqueues<H> {
 }
 
 impl<H: Handler> Virtqueues<H> {
-    /// Asks for the device to be recovered (see the [module documentation](self)), from any
-    /// context. The result reaches [`Handler::recovered`]. Does nothing while the queues do not
-    /// run (see [`super::Locked::is_live`]), and if a recovery is already pending.
+    /// Asks for the device to be recovered in place, from any context: a work item writes back
+    /// the PCI function's configuration saved when the queues were found, quiesces the queues
+    /// (requests come back through [`Handler::reclaim`], then [`Handler::reset`]), and has the
+    /// virtio core reset and re-initialise the device with the same features, the queues found
+    /// again. The result reaches [`Handler::recovered`]; `EOPNOTSUPP` on transports other than
+    /// virtio-pci. Does nothing while the queues do not run (see [`super::Locked::is_live`]),
+    /// and if a recovery is already pending.
     pub fn recover(&self) {
         if self.lock_inner().is_stopping_or_dead() {
             return;

@@ -95,7 +95,10 @@ pub(crate) enum Answer {
 /// have written whole. Zero is success; anything else (QEMU says 1, the specification -1)
 /// is a failure, except [`RESPONSE_UNANSWERED`], the value the driver put there.
 pub(crate) fn host_answer(response: &[u8], used: u32) -> Answer {
-    match response.first_chunk::<4>().map(|ret| u32::from_le_bytes(*ret)) {
+    match response
+        .first_chunk::<4>()
+        .map(|ret| u32::from_le_bytes(*ret))
+    {
         Some(RESPONSE_UNANSWERED) => Answer::Unanswered,
         Some(0) if used as usize >= RESPONSE_LEN => Answer::Done,
         _ => Answer::Failed,
@@ -384,7 +387,7 @@ fn reap(queues: &mut Locked<'_, FlushHandler>, index: usize) -> bool {
             if st.resets_unanswered > max_resets() {
                 dev_err!(
                     queues.device(),
-                    "the host keeps giving flushes back unanswered; flushes fail until the device is re-probed\n"
+                    "host keeps flushes unanswered; flushes fail until re-probed\n"
                 );
                 stop_quietly(queues);
             } else {
@@ -519,7 +522,10 @@ fn check_health(queues: &mut Locked<'_, FlushHandler>) -> bool {
     let st = queues.state();
     let waited = st.sent_at.map(|sent| sent.elapsed());
     let timeout = if st.unbinding {
-        Some(flush_timeout().map_or(UNBIND_WAIT, |t| if t < UNBIND_WAIT { t } else { UNBIND_WAIT }))
+        Some(flush_timeout().map_or(
+            UNBIND_WAIT,
+            |t| if t < UNBIND_WAIT { t } else { UNBIND_WAIT },
+        ))
     } else {
         flush_timeout()
     };

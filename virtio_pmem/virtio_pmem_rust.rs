@@ -21,11 +21,11 @@ kernel::module_virtio_driver! {
     params: {
         flush_timeout_ms: u32 {
             default: 60000,
-            description: "Reset the device and send a flush again when the host has not answered it for this long (0: wait forever)",
+            description: "Reset the device, send again a flush unanswered this long (0: never)",
         },
         max_resets: u32 {
             default: 5,
-            description: "Give the device up (flushes fail with EIO) after this many resets in a row without an answer",
+            description: "Fail flushes with EIO after this many unanswered resets in a row",
         },
     },
 }
