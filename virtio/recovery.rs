@@ -211,13 +211,12 @@ impl<H: Handler> Virtqueues<H> {
     /// virtio-pci. Does nothing while the queues do not run (see [`super::Locked::is_live`]),
     /// and if a recovery is already pending.
     pub fn recover(&self) {
-        if self.lock_inner().is_stopping_or_dead() {
-            return;
-        }
-        self.enqueue_recovery();
+        self.lock_inner().recover();
     }
 
-    /// Queues the recovery work.
+    /// Queues the recovery work. Called with the queues locked and not stopping: the teardown
+    /// at unbind marks them stopping under the lock before it cancels the work, so no work is
+    /// queued after that cancellation.
     pub(super) fn enqueue_recovery(&self) {
         // SAFETY: Every `Virtqueues` lives in an `Arc` (only `Device::find_vqs` makes them).
         let this: Arc<Self> = unsafe { ArcBorrow::from_raw(self) }.into();

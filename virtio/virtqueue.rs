@@ -610,7 +610,9 @@ impl<'a, H: Handler> Locked<'a, H> {
         self.guard.queues.stopping || !self.is_live()
     }
 
-    /// Asks for the device to be recovered, as [`Virtqueues::recover`] does.
+    /// Asks for the device to be recovered, as [`Virtqueues::recover`] does. The check and the
+    /// queueing happen under the lock, which orders them with the teardown (see
+    /// `Virtqueues::stop`).
     pub fn recover(&self) {
         if !self.is_stopping_or_dead() {
             self.vqs.enqueue_recovery();
