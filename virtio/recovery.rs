@@ -61,10 +61,10 @@ const RETRY_JIFFIES: Jiffies = 2;
 ///
 /// # Invariants
 ///
-/// `pdev` is the `struct pci_dev` that embeds `parent`, kept alive by the reference `parent`
+/// `pdev` is the `struct pci_dev` that embeds `_parent`, kept alive by the reference `_parent`
 /// holds; `state` was returned by `pci_store_saved_state()` for it and is owned here.
 pub(super) struct PciSnapshot {
-    parent: ARef<device::Device>,
+    _parent: ARef<device::Device>,
     pdev: NonNull<bindings::pci_dev>,
     state: NonNull<bindings::pci_saved_state>,
 }
@@ -105,7 +105,7 @@ impl PciSnapshot {
         unsafe { bindings::pci_cfg_access_unlock(pdev) };
         // INVARIANT: `parent` embeds `pdev`; `state` is a fresh copy for it.
         Some(Self {
-            parent: parent.into(),
+            _parent: parent.into(),
             pdev: NonNull::new(pdev)?,
             state: NonNull::new(state)?,
         })
@@ -139,7 +139,6 @@ impl Drop for PciSnapshot {
         // SAFETY: `state` is ours (type invariant); `pci_store_saved_state()` allocated it
         // with `kzalloc()`.
         unsafe { bindings::kfree(self.state.as_ptr().cast()) };
-        let _ = &self.parent;
     }
 }
 
