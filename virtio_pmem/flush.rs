@@ -177,6 +177,43 @@ enum Reason {
     LostInterrupt,
 }
 
+/// The log line of a recovery, after its duration: why, and which flush was sent again.
+struct Recovered {
+    reason: Reason,
+    flush: u64,
+}
+
+impl kernel::fmt::Display for Recovered {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        let flush = self.flush;
+        match self.reason {
+            Reason::Status(s) => write!(
+                f,
+                concat!(
+                    "flush {} was unanswered and the device status read {:#04x} ",
+                    "(state lost); device reset, flush sent again"
+                ),
+                flush, s
+            ),
+            Reason::Broken => write!(
+                f,
+                "the request queue broke; device reset, flush {flush} sent again"
+            ),
+            Reason::Timeout(t) => write!(
+                f,
+                "the host sat on flush {flush} for {t} ms; device reset, flush sent again"
+            ),
+            Reason::LostInterrupt => write!(
+                f,
+                "the host answered a flush without an interrupt; device reset"
+            ),
+            Reason::NeedsReset => {
+                write!(f, "the device asked for a reset; flush {flush} sent again")
+            }
+        }
+    }
+}
+
 /// The flush state, under the queue lock.
 pub(crate) struct FlushState {
     pub(crate) commit: Commit,
@@ -332,28 +369,11 @@ impl virtio::Handler for FlushHandler {
         }
         let flush = st.commit.done() + 1;
         let ms = since.elapsed().as_millis();
-        match reason {
-            Reason::Status(s) => dev_warn!(
-                queues.device(),
-                "recovered in {ms} ms: flush {flush} was unanswered and the device status read {s:#04x} (state lost); device reset, flush sent again\n"
-            ),
-            Reason::Broken => dev_warn!(
-                queues.device(),
-                "recovered in {ms} ms: the request queue broke; device reset, flush {flush} sent again\n"
-            ),
-            Reason::Timeout(t) => dev_warn!(
-                queues.device(),
-                "recovered in {ms} ms: the host sat on flush {flush} for {t} ms; device reset, flush sent again\n"
-            ),
-            Reason::LostInterrupt => dev_warn!(
-                queues.device(),
-                "recovered in {ms} ms: the host answered a flush without an interrupt; device reset\n"
-            ),
-            Reason::NeedsReset => dev_warn!(
-                queues.device(),
-                "recovered in {ms} ms: the device asked for a reset; flush {flush} sent again\n"
-            ),
-        }
+        dev_warn!(
+            queues.device(),
+            "recovered in {ms} ms: {}\n",
+            Recovered { reason, flush }
+        );
         resend(queues);
         self.answered.notify_all();
     }
