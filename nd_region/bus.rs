@@ -3,6 +3,9 @@
 //! The nvdimm bus of a provider and its regions.
 
 use super::{
+    control,
+    poison,
+    Control,
     Flush,
     FlushRequest,
     RegionDesc, //
@@ -15,6 +18,8 @@ use crate::{
     },
     error::to_result,
     ffi::{
+        c_int,
+        c_uint,
         c_ulong,
         c_void, //
     },
@@ -44,6 +49,8 @@ struct BusInner<F: Flush> {
     regions: KVec<Region<F>>,
     /// The bus descriptor, which the bus points to until it is unregistered.
     desc: Opaque<bindings::nvdimm_bus_descriptor>,
+    /// What answers the descriptor's `ndctl`, if it has one.
+    control: Option<&'static dyn Control>,
 }
 
 /// Unregisters the bus, which removes its regions, namespaces and `pmem` devices (their last
@@ -56,6 +63,8 @@ struct BusInner<F: Flush> {
 unsafe extern "C" fn release<F: Flush>(inner: *mut c_void) {
     // SAFETY: By the safety requirements `inner` is a `KBox<BusInner<F>>` released once, here.
     let mut inner = unsafe { KBox::from_raw(inner.cast::<BusInner<F>>()) };
+    // No memory error is recorded on the bus from now on.
+    poison::remove(inner.bus);
     // SAFETY: `inner.bus` is registered (type invariant) and unregistered only here.
     unsafe { bindings::nvdimm_bus_unregister(inner.bus.as_ptr()) };
     for region in inner.regions.drain_all() {
@@ -102,16 +111,21 @@ impl<'bound, F: Flush> Bus<'bound, F> {
     /// unloading it fails while the `pmem` device exists. Without, the module can be unloaded
     /// at any time: unloading unbinds the parent, which drops the bus, which removes the
     /// regions before any of the module's code can go away.
+    ///
+    /// With `control`, libnvdimm asks it to clear memory errors that writes overwrite (see
+    /// [`Control`]); without, such writes succeed but the errors stay recorded on the bus.
     pub fn register(
         parent: &'bound device::Device<Bound>,
         provider: &'static CStr,
         module: Option<&'static ThisModule>,
+        control: Option<&'static dyn Control>,
     ) -> Result<Self> {
         let inner = KBox::new(
             BusInner::<F> {
                 bus: NonNull::dangling(),
                 regions: KVec::new(),
                 desc: Opaque::zeroed(),
+                control,
             },
             GFP_KERNEL,
         )?;
@@ -122,6 +136,9 @@ impl<'bound, F: Flush> Bus<'bound, F> {
         unsafe {
             (*desc).provider_name = provider.as_char_ptr().cast_mut();
             (*desc).module = module.map_or(core::ptr::null_mut(), |m| m.as_ptr());
+            if control.is_some() {
+                (*desc).ndctl = Some(Self::ndctl_callback);
+            }
         }
         // SAFETY: `parent` is a bound device; `desc` is valid, and stays so (and in place) until
         // `release` frees it after `nvdimm_bus_unregister()`.
@@ -188,7 +205,9 @@ impl<'bound, F: Flush> Bus<'bound, F> {
                 flush: provider,
             })
             .map_err(|_| ENOMEM)?;
-        Ok(())
+        // SAFETY: The bus is registered with `raw` on it until `release` unregisters it, after
+        // taking the bus's regions off the list.
+        unsafe { poison::add(desc.start(), desc.end(), inner.bus, raw) }
     }
 
     /// Records a memory error at `addr..addr + len` (a bad range of the bus).
@@ -219,6 +238,27 @@ impl<'bound, F: Flush> Bus<'bound, F> {
     /// Number of regions created on the bus.
     pub fn region_count(&self) -> usize {
         self.inner().regions.len()
+    }
+
+    extern "C" fn ndctl_callback(
+        nd_desc: *mut bindings::nvdimm_bus_descriptor,
+        nvdimm: *mut bindings::nvdimm,
+        cmd: c_uint,
+        buf: *mut c_void,
+        len: c_uint,
+        cmd_rc: *mut c_int,
+    ) -> c_int {
+        // SAFETY: libnvdimm calls `ndctl` with the descriptor of a registered bus, which is the
+        // `desc` field of a live `BusInner<F>` (it is freed only after the bus is unregistered).
+        let inner = unsafe {
+            &*crate::container_of!(Opaque::cast_from(nd_desc), BusInner<F>, desc)
+        };
+        let Some(control) = inner.control else {
+            return ENOTTY.to_errno();
+        };
+        // SAFETY: libnvdimm passes a payload buffer of `len` bytes and a command status to
+        // write.
+        unsafe { control::ndctl(control, nvdimm, cmd, buf, len, cmd_rc) }
     }
 
     extern "C" fn flush_callback(

@@ -20,6 +20,9 @@ same files, and QEMU 10 under TCG was seen to abort on an assertion
                                     cpr-transfer over MAIN and CPR, wait for
                                     completion, quit the old QEMU
 
+  qemu_monitor.py SOCK hmp LINE...  run one monitor command (e.g. "mce ..."),
+                                    fail if QEMU answers with an error
+
 Each step is bounded in time; exits non-zero with a message if one fails.
 """
 import json
@@ -165,6 +168,10 @@ def main():
         if 'running' not in out:
             mon.cmd('cont')
         wait_for(mon, 'info status', lambda o: 'running' in o, 'cont')
+    elif action == 'hmp':
+        out = mon.cmd(' '.join(sys.argv[3:]))
+        if 'rror' in out or 'nknown' in out:
+            sys.exit(f'qemu_monitor: {" ".join(sys.argv[3:])}: {out.strip()}')
     else:
         sys.exit(f'qemu_monitor: unknown action {action}')
 

@@ -68,9 +68,10 @@ build_initramfs() {
 	file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' ||
 		die "/bin/busybox is not static (install busybox-static)"
 	install -m 0755 "$REPO/tests/guest/init" "$root/init"
-	# mke2fs and e2fsck are dynamic: bring their libraries.
+	# mke2fs, e2fsck, ndctl and daxctl are dynamic: bring their libraries.
 	local bin lib
-	for bin in /sbin/mke2fs /sbin/e2fsck; do
+	for bin in /sbin/mke2fs /sbin/e2fsck /usr/bin/ndctl /usr/bin/daxctl; do
+		[ -x "$bin" ] || die "$bin is missing (run make setup)"
 		cp "$bin" "$root/sbin/"
 		for lib in $(ldd "$bin" | awk '/=>/ {print $3} /^\t\/lib/ {print $1}'); do
 			mkdir -p "$root$(dirname "$lib")"
@@ -133,7 +134,10 @@ boot() {
 	fi
 	initrd=$(initramfs_for "$kout")
 	local cmdline="console=ttyS0 panic=-1 oops=panic loglevel=7 $kunit vpmem.driver=$driver vpmem.sizes=$sizes vpmem.tests=$tests $extra"
-	local q=(qemu-system-x86_64 -accel "$accel" -cpu max -smp 2
+	# vpmem.cpu=intel: an Intel-vendor CPU (QEMU's "max" is AuthenticAMD under TCG).
+	local cpu=max
+	case " $extra " in *" vpmem.cpu=intel "*) cpu=max,vendor=GenuineIntel ;; esac
+	local q=(qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -smp 2
 		 -m 1G,slots=4,maxmem=8G -kernel "$bzimage" -initrd "$initrd"
 		 -nographic -no-reboot -nic none "${qargs[@]}")
 	if [ $shell = 1 ]; then
@@ -172,6 +176,9 @@ boot() {
 		#       RAM is a shared file): start a new QEMU with -incoming on a main and
 		#       a cpr channel, migrate to it over QMP in cpr-transfer mode, and let
 		#       the old one quit (QEMU 10 loses the virtio-pmem state here too);
+		#   "VPMEM-HOST mce ARGS"     the monitor command "mce ARGS": a machine check
+		#       raised on a vCPU, as QEMU does when the host finds a memory error
+		#       in guest memory;
 		#   "VPMEM-HOST slow ARGS"    write ARGS ("delay MS", "once MS", "hang" or
 		#       "off") to the control file of tests/host/slow_sync.c, preloaded into
 		#       QEMU: the host's fsync of the backing files is delayed or blocked.
@@ -243,6 +250,11 @@ boot() {
 					;;
 				slow\ *)
 					echo "${line#slow }" > "$ctl"
+					;;
+				mce\ *)
+					python3 "$here/qemu_monitor.py" "$(mon)" hmp "$line" >> "$log.qemu" 2>&1 || {
+						kill -9 $qpid; rc=1; break
+					}
 					;;
 				esac
 			done

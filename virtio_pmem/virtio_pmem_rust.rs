@@ -4,16 +4,46 @@
 //!
 //! Exposes the persistent memory range of a virtio-pmem device (virtio device 27) as an
 //! asynchronous nvdimm region, so that `/dev/pmemN` and fsdax work while `MAP_SYNC` is refused,
-//! and sends the region's flushes to the host over the device's request queue, answering
-//! concurrent callers with shared flushes.
+//! sends the region's flushes to the host over the device's request queue, answering
+//! concurrent callers with shared flushes, and turns machine-check memory errors in the range
+//! into bad blocks.
+
+use kernel::{
+    driver::Registration,
+    mce,
+    prelude::*,
+    virtio, //
+};
 
 mod commit;
 mod driver;
 mod flush;
+mod poison;
 mod range;
 
-kernel::module_virtio_driver! {
-    type: driver::VirtioPmemDriver,
+/// The module: the memory-error handler, then the driver.
+///
+/// The handler goes first when the module is unloaded, so that it never runs once the devices
+/// start going away.
+#[pin_data]
+struct VirtioPmemModule {
+    #[pin]
+    _memory_errors: mce::Registration<poison::MemoryErrors>,
+    #[pin]
+    _driver: Registration<virtio::Adapter<driver::VirtioPmemDriver>>,
+}
+
+impl kernel::InPlaceModule for VirtioPmemModule {
+    fn init(module: &'static ThisModule) -> impl PinInit<Self, Error> {
+        try_pin_init!(Self {
+            _memory_errors <- mce::Registration::new(poison::MemoryErrors),
+            _driver <- Registration::new(<Self as kernel::ModuleMetadata>::NAME, module),
+        })
+    }
+}
+
+module! {
+    type: VirtioPmemModule,
     name: "virtio_pmem_rust",
     authors: ["virtio-pmem-rs developers"],
     description: "Virtio pmem driver (Rust)",
