@@ -134,3 +134,84 @@ pub(super) unsafe fn ndctl(
     }
     0
 }
+
+#[kunit_tests(rust_nvdimm_control)]
+mod tests {
+    use super::*;
+
+    /// Clears in `unit` bytes, at most `limit` bytes at a time.
+    struct Stub {
+        unit: u32,
+        limit: u64,
+    }
+
+    impl Control for Stub {
+        fn clear_error_unit(&self, _addr: u64, _len: u64) -> Result<u32> {
+            Ok(self.unit)
+        }
+
+        fn clear_error(&self, _addr: u64, len: u64) -> Result<u64> {
+            Ok(len.min(self.limit))
+        }
+    }
+
+    /// Sends `cmd` with `payload` to `stub`; returns the callback's and the command's status.
+    fn send<T>(stub: &Stub, cmd: u32, payload: &mut T, len: usize) -> (c_int, c_int) {
+        let mut cmd_rc = 1;
+        // SAFETY: `payload` is valid for `len` bytes (at most its size) and `cmd_rc` for
+        // writes.
+        let rc = unsafe {
+            ndctl(
+                stub,
+                core::ptr::null_mut(),
+                cmd,
+                core::ptr::from_mut(payload).cast(),
+                len as c_uint,
+                &mut cmd_rc,
+            )
+        };
+        (rc, cmd_rc)
+    }
+
+    #[test]
+    fn ars_cap_answers_the_unit() {
+        let stub = Stub { unit: 4096, limit: u64::MAX };
+        let mut cap: bindings::nd_cmd_ars_cap = pin_init::zeroed();
+        cap.address = 0x1_0000_0000;
+        cap.length = 4096;
+        let len = size_of_val(&cap);
+        assert_eq!(send(&stub, bindings::ND_CMD_ARS_CAP, &mut cap, len), (0, 0));
+        assert_eq!({ cap.clear_err_unit }, 4096);
+    }
+
+    #[test]
+    fn clear_error_answers_what_was_cleared() {
+        let stub = Stub { unit: 4096, limit: 8192 };
+        let mut clear: bindings::nd_cmd_clear_error = pin_init::zeroed();
+        clear.address = 0x1_0000_0000;
+        clear.length = 16384;
+        let len = size_of_val(&clear);
+        assert_eq!(send(&stub, bindings::ND_CMD_CLEAR_ERROR, &mut clear, len), (0, 0));
+        assert_eq!({ clear.cleared }, 8192);
+    }
+
+    #[test]
+    fn bad_units_and_other_commands_are_refused() {
+        let stub = Stub { unit: 3000, limit: u64::MAX };
+        let mut cap: bindings::nd_cmd_ars_cap = pin_init::zeroed();
+        let len = size_of_val(&cap);
+        assert_eq!(
+            send(&stub, bindings::ND_CMD_ARS_CAP, &mut cap, len),
+            (0, EINVAL.to_errno())
+        );
+        assert_eq!(
+            send(&stub, bindings::ND_CMD_ARS_START, &mut cap, len).0,
+            ENOTTY.to_errno()
+        );
+        // A payload too short for the command.
+        assert_eq!(
+            send(&stub, bindings::ND_CMD_ARS_CAP, &mut cap, len - 1).0,
+            ENOTTY.to_errno()
+        );
+    }
+}

@@ -6,7 +6,8 @@
 # the guest logs).  The region has no labels: its one namespace is reconfigured
 # with create-namespace -f -e, which writes an info block (a pfn device) in
 # front of the data.  The scrub commands are unsupported on any bus that is not
-# ACPI.NFIT (libndctl looks for the scrub attribute only there).
+# ACPI.NFIT (libndctl looks for the scrub attribute only there).  Then the
+# namespace becomes device-dax (dax_pmem, device_dax), listed by daxctl.
 
 . /tests/ktap_helpers.sh
 . /tests/pmem_lib.sh
@@ -23,7 +24,7 @@ t() {
 show() { "$@" 2>&1 | tr -d ' \n' | sed 's/^/# /'; echo; }
 
 ktap_print_header
-ktap_set_plan 6
+ktap_set_plan 8
 wait_pmem
 echo "# ndctl list -BRN:"
 show ndctl list -BRN
@@ -51,4 +52,15 @@ ok=0
 sed 's/^/# /' /tmp/hammer.out
 umount /mnt
 t "and fsync works on it" [ $ok = 1 ]
+modprobe dax_pmem
+modprobe device_dax
+ok=0
+ndctl create-namespace -f -e namespace0.0 -m devdax > /tmp/ns.json 2>&1 && ok=1
+show cat /tmp/ns.json
+t "create-namespace -f -e namespace0.0 -m devdax" [ $ok = 1 ]
+echo "# daxctl list:"
+show daxctl list
+ok=0
+daxctl list | grep -q '"chardev":"dax0.0"' && [ -c /dev/dax0.0 ] && ok=1
+t "daxctl list shows the device-dax instance, /dev/dax0.0 exists" [ $ok = 1 ]
 ktap_finished
