@@ -250,9 +250,8 @@ impl<'bound, F: Flush> Bus<'bound, F> {
     ) -> c_int {
         // SAFETY: libnvdimm calls `ndctl` with the descriptor of a registered bus, which is the
         // `desc` field of a live `BusInner<F>` (it is freed only after the bus is unregistered).
-        let inner = unsafe {
-            &*crate::container_of!(Opaque::cast_from(nd_desc), BusInner<F>, desc)
-        };
+        let inner =
+            unsafe { &*crate::container_of!(Opaque::cast_from(nd_desc), BusInner<F>, desc) };
         let Some(control) = inner.control else {
             return ENOTTY.to_errno();
         };

@@ -47,7 +47,9 @@ impl Command {
         match cmd {
             bindings::ND_CMD_ARS_CAP if len >= size_of::<bindings::nd_cmd_ars_cap>() => {
                 // SAFETY: `buf` holds at least one (packed, so unaligned) payload.
-                Some(Self::ArsCap(unsafe { buf.cast::<bindings::nd_cmd_ars_cap>().read_unaligned() }))
+                Some(Self::ArsCap(unsafe {
+                    buf.cast::<bindings::nd_cmd_ars_cap>().read_unaligned()
+                }))
             }
             bindings::ND_CMD_CLEAR_ERROR if len >= size_of::<bindings::nd_cmd_clear_error>() => {
                 // SAFETY: As above.
@@ -87,10 +89,13 @@ impl Command {
     unsafe fn write(&self, buf: *mut c_void) {
         match self {
             // SAFETY: By the safety requirements `buf` holds the payload.
-            Self::ArsCap(cap) => unsafe { buf.cast::<bindings::nd_cmd_ars_cap>().write_unaligned(*cap) },
+            Self::ArsCap(cap) => unsafe {
+                buf.cast::<bindings::nd_cmd_ars_cap>().write_unaligned(*cap)
+            },
             // SAFETY: As above.
             Self::ClearError(clear) => unsafe {
-                buf.cast::<bindings::nd_cmd_clear_error>().write_unaligned(*clear)
+                buf.cast::<bindings::nd_cmd_clear_error>()
+                    .write_unaligned(*clear)
             },
         }
     }
@@ -175,7 +180,10 @@ mod tests {
 
     #[test]
     fn ars_cap_answers_the_unit() {
-        let stub = Stub { unit: 4096, limit: u64::MAX };
+        let stub = Stub {
+            unit: 4096,
+            limit: u64::MAX,
+        };
         let mut cap: bindings::nd_cmd_ars_cap = pin_init::zeroed();
         cap.address = 0x1_0000_0000;
         cap.length = 4096;
@@ -186,18 +194,27 @@ mod tests {
 
     #[test]
     fn clear_error_answers_what_was_cleared() {
-        let stub = Stub { unit: 4096, limit: 8192 };
+        let stub = Stub {
+            unit: 4096,
+            limit: 8192,
+        };
         let mut clear: bindings::nd_cmd_clear_error = pin_init::zeroed();
         clear.address = 0x1_0000_0000;
         clear.length = 16384;
         let len = size_of_val(&clear);
-        assert_eq!(send(&stub, bindings::ND_CMD_CLEAR_ERROR, &mut clear, len), (0, 0));
+        assert_eq!(
+            send(&stub, bindings::ND_CMD_CLEAR_ERROR, &mut clear, len),
+            (0, 0)
+        );
         assert_eq!({ clear.cleared }, 8192);
     }
 
     #[test]
     fn bad_units_and_other_commands_are_refused() {
-        let stub = Stub { unit: 3000, limit: u64::MAX };
+        let stub = Stub {
+            unit: 3000,
+            limit: u64::MAX,
+        };
         let mut cap: bindings::nd_cmd_ars_cap = pin_init::zeroed();
         let len = size_of_val(&cap);
         assert_eq!(

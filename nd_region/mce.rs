@@ -13,15 +13,15 @@
 //!
 //! C header: [`arch/x86/include/asm/mce.h`](srctree/arch/x86/include/asm/mce.h)
 
-use crate::{
-    bindings,
-    prelude::*,
-    types::Opaque, //
-};
 #[cfg(CONFIG_X86_MCE)]
 use crate::ffi::{
     c_ulong,
     c_void, //
+};
+use crate::{
+    bindings,
+    prelude::*,
+    types::Opaque, //
 };
 
 /// A machine-check record (`struct mce`) as the decode chain passes it.
@@ -239,7 +239,8 @@ impl<H: Handler> Registration<H> {
         if !data.is_null() {
             // SAFETY: The decode chain passes the `struct mce` it is decoding, valid and not
             // accessed by anything else during the call.
-            this.handler.notify(unsafe { Record::from_raw(data.cast()) });
+            this.handler
+                .notify(unsafe { Record::from_raw(data.cast()) });
         }
         // CAST: `NOTIFY_DONE` is 0.
         bindings::NOTIFY_DONE as c_int
@@ -304,7 +305,12 @@ mod tests {
     #[test]
     fn intel_corrected_and_bus_errors() {
         // Without UC the hardware corrected it.
-        let m = record(bindings::X86_VENDOR_INTEL, 1, (UC_ADDR & !(1 << 61)) | 0x9f, MISC_PAGE);
+        let m = record(
+            bindings::X86_VENDOR_INTEL,
+            1,
+            (UC_ADDR & !(1 << 61)) | 0x9f,
+            MISC_PAGE,
+        );
         assert!(check(m).1);
         // MCACOD bit 11: a bus or interconnect error, not a memory error.
         let m = record(bindings::X86_VENDOR_INTEL, 1, UC_ADDR | 0x89f, MISC_PAGE);
@@ -314,7 +320,12 @@ mod tests {
     #[test]
     fn addresses_that_cannot_be_used() {
         // No ADDRV.
-        let m = record(bindings::X86_VENDOR_INTEL, 1, (UC_ADDR & !(1 << 58)) | 0x9f, MISC_PAGE);
+        let m = record(
+            bindings::X86_VENDOR_INTEL,
+            1,
+            (UC_ADDR & !(1 << 58)) | 0x9f,
+            MISC_PAGE,
+        );
         assert!(!check(m).2);
         // Precise to 2 MiB only: more than a page, which the kernel refuses.
         let m = record(bindings::X86_VENDOR_INTEL, 1, UC_ADDR | 0x9f, 0x95);

@@ -202,6 +202,7 @@ if [ "$mode" = full ]; then
 	echo "VPMEM-HOST mce 0 1 0xbd000000000000c0 0x5 $addr 0x8c"
 	ok=0
 	wait_bb pmem0 "$((phys / 512)) 8" 200 && ok=1
+	ktap_print_msg "after QEMU's machine check at $addr: /sys/block/pmem0/badblocks: $(bb pmem0)"
 	t "a machine check from QEMU: the page is a bad block" [ $ok = 1 ]
 	dmesg | grep -i 'machine check\|hardware error\|memory failure\|recorded as bad' | tail -8 |
 		sed 's/^/# /'
@@ -214,9 +215,11 @@ if [ "$mode" = full ]; then
 	ok=0
 	case $out in *"async=sigbus:"*"second=sigbus:"*) ok=1 ;; esac
 	t "the process that maps it gets SIGBUS, and again on a later load" [ $ok = 1 ]
+	ktap_print_msg "read() of $f at 2 MiB: $($io read $f $((2 * MiB)) 4096)"
 	t "read() there fails with EIO" is "read rc=-1 errno=EIO" $io read $f $((2 * MiB)) 4096
 	ok=0
 	is "write ok" $io write $f $((2 * MiB)) 4096 && [ -z "$(bb pmem0)" ] && ok=1
+	ktap_print_msg "page-aligned pwrite of $f at 2 MiB; badblocks now: '$(bb pmem0)'"
 	t "a page-aligned pwrite clears it" [ $ok = 1 ]
 	out=$($io map $f $((2 * MiB)) 0 | tail -1)
 	t "the page reads and maps again" [ "$out" = "first=ok async=none second=ok" ]
