@@ -93,11 +93,6 @@ impl Record {
         granularity(self.raw().misc)
     }
 
-    /// Returns the raw `MCi_STATUS` value.
-    pub fn status(&self) -> u64 {
-        self.raw().status
-    }
-
     /// Marks the record handled by a persistent memory provider (`MCE_HANDLED_NFIT`), so that
     /// the kernel does not report it as unhandled.
     pub fn set_handled(&self) {
@@ -131,11 +126,6 @@ impl Record {
 
     /// Returns the size of the memory the error covers.
     pub fn granularity(&self) -> u64 {
-        match *self {}
-    }
-
-    /// Returns the raw `MCi_STATUS` value.
-    pub fn status(&self) -> u64 {
         match *self {}
     }
 
@@ -210,11 +200,6 @@ impl<H: Handler> Registration<H> {
             let _ = this;
             Ok(())
         })
-    }
-
-    /// Returns the handler.
-    pub fn handler(&self) -> &H {
-        &self.handler
     }
 
     #[cfg(CONFIG_X86_MCE)]

@@ -57,17 +57,6 @@ wait_bb() {
 	return 1
 }
 
-# t DESC CMD...: CMD's exit status is the result of test DESC.
-t() {
-	desc=$1
-	shift
-	if "$@"; then
-		ktap_test_pass "$desc"
-	else
-		ktap_test_fail "$desc"
-	fi
-}
-
 # is EXPECTED CMD...: CMD prints EXPECTED (one line).
 is() {
 	want=$1

@@ -12,15 +12,6 @@
 . /tests/ktap_helpers.sh
 . /tests/pmem_lib.sh
 
-t() {
-	desc=$1
-	shift
-	if "$@"; then
-		ktap_test_pass "$desc"
-	else
-		ktap_test_fail "$desc"
-	fi
-}
 show() { "$@" 2>&1 | tr -d ' \n' | sed 's/^/# /'; echo; }
 
 ktap_print_header

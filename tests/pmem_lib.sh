@@ -42,3 +42,15 @@ leak_count() {
 	[ "$n" = 0 ] || head -60 /sys/kernel/debug/kmemleak | sed 's/^/# /' >&2
 	echo "$n"
 }
+
+# t DESC CMD...: CMD's exit status is the result of test DESC (its arguments
+# are passed as they are, unlike ktap_test_result's).
+t() {
+	desc=$1
+	shift
+	if "$@"; then
+		ktap_test_pass "$desc"
+	else
+		ktap_test_fail "$desc"
+	fi
+}
