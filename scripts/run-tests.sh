@@ -57,7 +57,10 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/vpmem-run.XXXXXX")
 logdir=$VPMEM_CACHE/logs/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$logdir"
-cleanup() { rm -rf "$work"; }
+# Power-cut boots keep their backing files and the host's copies of them in memory: the
+# copies are the durable state there, and copying from and to tmpfs keeps cuts cheap.
+shm=$(mktemp -d /dev/shm/vpmem-run.XXXXXX)
+cleanup() { rm -rf "$work" "$shm"; }
 trap cleanup EXIT
 
 # ---------------------------------------------------------------- initramfs
@@ -84,6 +87,9 @@ build_initramfs() {
 	make -s -C "$REPO/tests" O="$work/tests" KERNEL_SRC="$KERNEL_SRC" >/dev/null
 	# The host side of slow-host boots (vpmem.host_ctl=1), preloaded into QEMU.
 	gcc -O2 -Wall -shared -fPIC -o "$work/slow_sync.so" "$REPO/tests/host/slow_sync.c" -ldl
+	# The host side of power-cut boots (vpmem.powercut=N).
+	gcc -O2 -Wall -shared -fPIC -o "$work/flush_snapshot.so" "$REPO/tests/host/flush_snapshot.c" \
+		-ldl -pthread
 	cp "$work"/tests/bin/* "$root/tests/"
 	install -m 0755 "$REPO"/tests/*.sh "$root/tests/"
 	cp "$KERNEL_SRC/tools/testing/selftests/kselftest/ktap_helpers.sh" "$root/tests/"
@@ -110,15 +116,17 @@ initramfs_for() {
 boot() {
 	local name=$1 driver=$2 devs=$3 tests=$4 extra=${5:-}
 	local log=$logdir/$name.log
-	local qargs=() n=0 d key size img sizes=
+	local qargs=() n=0 d key size img sizes= imgs= imgdir=$work
+	case " $extra " in *" vpmem.powercut="*) imgdir=$shm ;; esac
 	for d in ${devs//,/ }; do
 		[ "$d" = - ] && continue
 		key=${d%%:*} size=${d#*:}
-		img=$work/pmem-$key-$size.img
+		img=$imgdir/pmem-$key-$size.img
 		[ -f "$img" ] || truncate -s "$size" "$img"
 		qargs+=(-object "memory-backend-file,id=mem$n,share=on,mem-path=$img,size=$size"
 			-device "virtio-pmem-pci,memdev=mem$n,id=nv$n")
 		sizes=$sizes${sizes:+,}$(numfmt --from=iec "$size")
+		imgs=$imgs${imgs:+,}$img
 		n=$((n + 1))
 	done
 	# KUnit: only the project's suites (the driver's, and the abstractions' doctests in
@@ -139,12 +147,26 @@ boot() {
 	case " $extra " in *" vpmem.cpu=intel "*) cpu=max,vendor=GenuineIntel ;; esac
 	local q=(qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -smp 2
 		 -m 1G,slots=4,maxmem=8G -kernel "$bzimage" -initrd "$initrd"
-		 -nographic -no-reboot -nic none "${qargs[@]}")
+		 -nographic -no-reboot -nic none "${qargs[@]}"
+		 -global PIIX4_PM.acpi-root-pci-hotplug=off
+		 -global PIIX4_PM.acpi-pci-hotplug-with-bridge-support=off)
 	if [ $shell = 1 ]; then
 		exec "${q[@]}" -append "$cmdline vpmem.shell=1"
 	fi
 	local t0=$SECONDS rc=0
 	case " $extra " in
+	*" vpmem.powercut="*)
+		# Power cuts (scripts/powercut.py): a chain of QEMU processes, each but the
+		# last killed during the guest's workload; the next one boots on the copy
+		# of the backing files made at the last host flush before the cut.
+		# VPMEM_POWERCUT_CUTS overrides the number of cuts (by hand: 200).
+		local cuts
+		cuts=$(echo " $extra " | sed -n 's/.* vpmem\.powercut=\([0-9]*\) .*/\1/p')
+		python3 "$here/powercut.py" --cuts "${VPMEM_POWERCUT_CUTS:-$cuts}" --log "$log" \
+			--snapdir "$shm/snap-$name" --images "$imgs" --preload "$work/flush_snapshot.so" \
+			--timeout "$timeout_s" --cmdline "$cmdline" ${VPMEM_POWERCUT_SEED:+--seed "$VPMEM_POWERCUT_SEED"} \
+			-- "${q[@]}" >"$log.qemu" 2>&1 || rc=$?
+		;;
 	*" vpmem.host_fiu=1 "*)
 		# Host fault injection: QEMU runs under libfiu; the guest asks for failure
 		# points on its console ("VPMEM-HOST fiu enable|disable NAME").
