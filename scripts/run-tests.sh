@@ -141,7 +141,7 @@ boot() {
 		die "no kernel at $bzimage: run scripts/build.sh"
 	fi
 	initrd=$(initramfs_for "$kout")
-	local cmdline="console=ttyS0 panic=-1 oops=panic loglevel=7 $kunit vpmem.driver=$driver vpmem.sizes=$sizes vpmem.tests=$tests $extra"
+	local cmdline="console=ttyS0 panic=-1 oops=panic loglevel=7 $kunit vpmem.driver=$driver vpmem.sizes=$sizes vpmem.tests=$tests $extra${VPMEM_CMDLINE:+ $VPMEM_CMDLINE}"
 	# vpmem.cpu=intel: an Intel-vendor CPU (QEMU's "max" is AuthenticAMD under TCG).
 	local cpu=max
 	case " $extra " in *" vpmem.cpu=intel "*) cpu=max,vendor=GenuineIntel ;; esac
@@ -167,26 +167,6 @@ boot() {
 			--timeout "$timeout_s" --cmdline "$cmdline" ${VPMEM_POWERCUT_SEED:+--seed "$VPMEM_POWERCUT_SEED"} \
 			-- "${q[@]}" >"$log.qemu" 2>&1 || rc=$?
 		;;
-	*" vpmem.host_fiu=1 "*)
-		# Host fault injection: QEMU runs under libfiu; the guest asks for failure
-		# points on its console ("VPMEM-HOST fiu enable|disable NAME").
-		timeout -k 5 "$timeout_s" fiu-run -x -f "$work/fiu" "${q[@]}" -append "$cmdline" \
-			-serial "file:$log" -monitor none -display none </dev/null >"$log.qemu" 2>&1 &
-		local qpid=$! done_lines=0 line pid
-		while kill -0 $qpid 2>/dev/null; do
-			sleep 0.1
-			pid=$(ls "$work"/fiu-*.in 2>/dev/null | head -1 | sed 's/.*fiu-\([0-9]*\)\.in/\1/')
-			[ -n "$pid" ] || continue
-			while IFS= read -r line; do
-				done_lines=$((done_lines + 1))
-				line=${line%$'\r'}
-				set -- ${line#*VPMEM-HOST fiu }
-				fiu-ctrl -f "$work/fiu" -c "$1 name=$2" "$pid" &&
-					echo "host: fiu $1 $2" >> "$log.qemu"
-			done < <(grep -a 'VPMEM-HOST fiu ' "$log" 2>/dev/null | tail -n +$((done_lines + 1)))
-		done
-		wait $qpid || rc=$?
-		;;
 	*" vpmem.host_ctl=1 "*)
 		# Host control: the guest asks on its console, and the runner acts on each
 		# request once, in order:
@@ -203,12 +183,23 @@ boot() {
 		#       in guest memory;
 		#   "VPMEM-HOST slow ARGS"    write ARGS ("delay MS", "once MS", "hang" or
 		#       "off") to the control file of tests/host/slow_sync.c, preloaded into
-		#       QEMU: the host's fsync of the backing files is delayed or blocked.
+		#       QEMU: the host's fsync of the backing files is delayed or blocked;
+		#   "VPMEM-HOST fiu enable|disable NAME"  with vpmem.host_fiu=1 as well:
+		#       libfiu's preload libraries are loaded into QEMU too (as fiu-run -x
+		#       loads them), and the failure point is switched with fiu-ctrl.
 		# The serial log is appended to across QEMU processes.
 		local gen=0 state=$work/vm.state ctl=$work/slow.ctl stopped=
 		local deadline=$((SECONDS + timeout_s)) qpid total line done_lines=0
 		local qenv=(env LD_PRELOAD="$work/slow_sync.so" VPMEM_SLOW_PATH="$work/pmem-"
 			    VPMEM_SLOW_CTL="$ctl")
+		case " $extra " in
+		*" vpmem.host_fiu=1 "*)
+			local fiulib
+			fiulib=$(sed -n 's/^PLIBPATH="\(.*\)"$/\1/p' "$(command -v fiu-run)")
+			qenv=(env LD_PRELOAD="$fiulib/fiu_run_preload.so $fiulib/fiu_posix_preload.so $work/slow_sync.so"
+			      FIU_CTRL_FIFO="$work/fiu" FIU_ENABLE= VPMEM_SLOW_PATH="$work/pmem-"
+			      VPMEM_SLOW_CTL="$ctl") ;;
+		esac
 		case " $extra " in
 		*" vpmem.cpr=1 "*)
 			q+=(-object "memory-backend-file,id=ram0,size=1G,mem-path=$work/ram,share=on"
@@ -273,6 +264,12 @@ boot() {
 				slow\ *)
 					echo "${line#slow }" > "$ctl"
 					;;
+				fiu\ *)
+					set -- ${line#fiu }
+					fiu-ctrl -f "$work/fiu" -c "$1 name=$2" "$qpid" >> "$log.qemu" 2>&1 || {
+						kill -9 $qpid; rc=1; break
+					}
+					;;
 				mce\ *)
 					python3 "$here/qemu_monitor.py" "$(mon)" hmp "$line" >> "$log.qemu" 2>&1 || {
 						kill -9 $qpid; rc=1; break
@@ -297,6 +294,26 @@ boot() {
 			fi
 		done
 		[ $rc != 0 ] || [ -n "$stopped" ] || wait $qpid || rc=$?
+		;;
+	*" vpmem.host_fiu=1 "*)
+		# Host fault injection: QEMU runs under libfiu; the guest asks for failure
+		# points on its console ("VPMEM-HOST fiu enable|disable NAME").
+		timeout -k 5 "$timeout_s" fiu-run -x -f "$work/fiu" "${q[@]}" -append "$cmdline" \
+			-serial "file:$log" -monitor none -display none </dev/null >"$log.qemu" 2>&1 &
+		local qpid=$! done_lines=0 line pid
+		while kill -0 $qpid 2>/dev/null; do
+			sleep 0.1
+			pid=$(ls "$work"/fiu-*.in 2>/dev/null | head -1 | sed 's/.*fiu-\([0-9]*\)\.in/\1/')
+			[ -n "$pid" ] || continue
+			while IFS= read -r line; do
+				done_lines=$((done_lines + 1))
+				line=${line%$'\r'}
+				set -- ${line#*VPMEM-HOST fiu }
+				fiu-ctrl -f "$work/fiu" -c "$1 name=$2" "$pid" &&
+					echo "host: fiu $1 $2" >> "$log.qemu"
+			done < <(grep -a 'VPMEM-HOST fiu ' "$log" 2>/dev/null | tail -n +$((done_lines + 1)))
+		done
+		wait $qpid || rc=$?
 		;;
 	*)
 		timeout -k 5 "$timeout_s" "${q[@]}" -append "$cmdline" \

@@ -16,9 +16,8 @@
 #            bad blocks, read back as EIO and cleared by an overwrite.
 # Checks: no fsync fails outside a fail or unbind phase of its own device;
 # in each phase the driver saw at least as many flush requests as there were
-# fsyncs on pmem0, and its counters are consistent (a flush sent is asked for
-# by a request that did not join another, or is resent; a host failure
-# answers a flush sent); nothing leaks (kmemleak); the file system is
+# fsyncs on pmem0, and its counters are consistent (see consistent() below);
+# nothing leaks (kmemleak); the file system is
 # consistent at the end.
 
 . /tests/ktap_helpers.sh
@@ -59,12 +58,15 @@ host_fail() {
 	host fiu "$1" posix/io/sync/fdatasync
 }
 
-# consistent FILE: the counters of one stats snapshot add up.
+# consistent FILE: the counters of one stats snapshot add up: a flush is sent only for a
+# request waiting for it, or again (resent); a request joins another's flush or not; a
+# FUA bio is a request; a host failure answers a flush sent.
 consistent() {
 	req=$(stat_in "$1" requests) co=$(stat_in "$1" coalesced)
 	sent=$(stat_in "$1" host_flushes) re=$(stat_in "$1" resent)
-	failed=$(stat_in "$1" host_failures)
-	[ -n "$req" ] && [ "$sent" -le $((req - co + re)) ] && [ "$failed" -le "$sent" ]
+	failed=$(stat_in "$1" host_failures) fua=$(stat_in "$1" fua_bios)
+	[ -n "$req" ] && [ "$sent" -le $((req + re)) ] && [ "$co" -le "$req" ] &&
+		[ "$fua" -le "$req" ] && [ "$failed" -le "$sent" ]
 }
 
 # writers DEV_OR_DIR MS OUT: 4 threads for MS ms, their summary in OUT.
