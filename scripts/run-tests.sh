@@ -13,6 +13,10 @@
 #   --timeout S     hard limit per boot (default 300 s)
 #   --keep-logs     keep guest logs even when everything passed
 #
+# Environment: VPMEM_CMDLINE adds to every boot's kernel command line;
+# VPMEM_POWERCUT_CUTS and VPMEM_POWERCUT_SEED override the cuts and the seed
+# of power-cut boots (scripts/powercut.py).
+#
 # Prints one line per test, then "N passed, N failed, N skipped"; exits
 # non-zero on any failure, timeout or kernel splat in a guest log.
 
@@ -31,7 +35,7 @@ while [ $# -gt 0 ]; do
 	--timeout) timeout_s=$2; shift ;;
 	--keep-logs) keep=1 ;;
 	--list) list=1 ;;
-	-h|--help) sed -n '3,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	-*) die "unknown option $1" ;;
 	*) want+=("$1") ;;
 	esac

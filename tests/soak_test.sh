@@ -106,6 +106,7 @@ while [ "$(cut -d. -f1 /proc/uptime)" -lt $end ]; do
 	writers /dev/pmem0 4000 /tmp/w0 &
 	w0=$!
 	w1=
+	echo paused > /tmp/w1
 	if [ "$phase" != fail ]; then
 		writers $mnt 4000 /tmp/w1 &
 		w1=$!
@@ -191,7 +192,7 @@ while [ "$(cut -d. -f1 /proc/uptime)" -lt $end ]; do
 			ktap_print_msg "phase $phases ($phase): $((ok0 + eio0)) fsyncs, $d requests"
 		}
 	fi
-	echo "# phase $phases ($phase): pmem0 $(cat /tmp/w0); pmem1 $(cat /tmp/w1 2>/dev/null)"
+	echo "# phase $phases ($phase): pmem0 $(cat /tmp/w0); pmem1 $(cat /tmp/w1)"
 done
 host slow off
 host_fail disable
