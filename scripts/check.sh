@@ -99,7 +99,7 @@ for f in "${c_files[@]}" "${rs_repo[@]}" Kconfig virtio_pmem/Makefile; do
 		{ echo "$out" >&2; bad "checkpatch: $f"; }
 done
 # Userspace test programs use the C library's types, as kselftests do.
-for f in "$REPO"/tests/*.c "$REPO"/tests/*.h; do
+for f in "$REPO"/tests/*.c "$REPO"/tests/*.h "$REPO"/tests/host/*.c; do
 	out=$(perl "$KERNEL_SRC/scripts/checkpatch.pl" --no-tree --quiet --show-types \
 		--ignore SPDX_LICENSE_TAG,PREFER_KERNEL_TYPES -f "$f" 2>&1) ||
 		{ echo "$out" >&2; bad "checkpatch: ${f#"$REPO"/}"; }

@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define MAGIC 0x54554350u	/* "PCUT" */
 #define PAGE 4096
 #define MAX_PAYLOAD 12000
@@ -64,7 +65,7 @@ static const struct stream {
 	{ "j", APPEND_FSYNC, 1 },
 };
 
-#define NSTREAMS (sizeof(streams) / sizeof(streams[0]))
+#define NSTREAMS ARRAY_SIZE(streams)
 
 static unsigned int seg;
 static const char *dirs[2];
@@ -158,10 +159,10 @@ static void fail(const char *name, const char *what)
 
 static void *run_stream(void *arg)
 {
+	static __thread unsigned char buf[PAGE + MAX_PAYLOAD];
 	const struct stream *s = arg;
 	uint32_t id = s - streams;
 	unsigned int rnd = seg * 7919 + id + time(NULL);
-	static __thread unsigned char buf[PAGE + MAX_PAYLOAD];
 	unsigned char *map = NULL;
 	char path[256];
 	uint64_t seq;

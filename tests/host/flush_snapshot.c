@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The copies made so far, per backing file (a boot has a few). */
@@ -49,7 +51,7 @@ static unsigned long *count_of(const char *name)
 {
 	size_t i;
 
-	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(files); i++) {
 		if (!files[i].name[0])
 			snprintf(files[i].name, sizeof(files[i].name), "%s", name);
 		if (!strcmp(files[i].name, name))
@@ -136,9 +138,12 @@ static int after_sync(int fd, int ret)
 
 	static unsigned long calls;
 	const char *every = getenv("VPMEM_SNAP_EVERY");
+	unsigned long n;
 
-	if (ret == 0 && watched(fd, target, sizeof(target)) &&
-	    (!every || __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED) % strtoul(every, NULL, 10) == 0))
+	if (ret || !watched(fd, target, sizeof(target)))
+		return ret;
+	n = __atomic_add_fetch(&calls, 1, __ATOMIC_RELAXED);
+	if (!every || n % strtoul(every, NULL, 10) == 0)
 		snapshot(fd, target);
 	return ret;
 }
