@@ -134,10 +134,9 @@ static int watched(int fd, char *target, size_t size)
 
 static int after_sync(int fd, int ret)
 {
-	char target[PATH_MAX];
-
 	static unsigned long calls;
 	const char *every = getenv("VPMEM_SNAP_EVERY");
+	char target[PATH_MAX];
 	unsigned long n;
 
 	if (ret || !watched(fd, target, sizeof(target)))
