@@ -16,7 +16,6 @@ use crate::{
     ffi::c_char,
     page::PAGE_SIZE,
     prelude::*,
-    static_lock_class,
     str::Formatter,
 };
 use core::{pin::Pin, ptr};
@@ -130,7 +129,7 @@ impl<T: Driver + 'static> Groups<T> {
             #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
             {
                 // What `sysfs_attr_init()` does for an attribute outside static memory.
-                attr.attr.key = static_lock_class!().as_ptr();
+                attr.attr.key = crate::static_lock_class!().as_ptr();
             }
             attr.__bindgen_anon_1.show = Some(Self::show_callback);
             if desc.store.is_some() {
