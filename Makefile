@@ -7,13 +7,14 @@
 #   make kernel          build the guest kernels only (incremental): the default one,
 #                        and the builtin variant (our driver built in)
 #   make check           static checks only (rustfmt, clippy, rustdoc, checkpatch)
+#   make bench           benchmark both drivers: CSV, table and plot (scripts/bench.sh)
 #   make run BOOT=name   run one boot of tests/plan
 #   make shell [BOOT=..] boot a guest with a shell on the console
 #   make fmt             format the project's Rust code
 
 BOOT ?=
 
-.PHONY: setup test kernel check run shell fmt
+.PHONY: setup test kernel check bench run shell fmt
 
 setup:
 	scripts/setup.sh
@@ -27,6 +28,9 @@ check: kernel
 
 test: check
 	scripts/run-tests.sh
+
+bench:
+	scripts/bench.sh
 
 run: kernel
 	scripts/run-tests.sh $(BOOT)

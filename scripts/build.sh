@@ -82,11 +82,14 @@ configure() {
 		"$KERNEL_SRC/scripts/kconfig/merge_config.sh" -m -O "$KBUILD_OUT" .config "${frags[@]}" >/dev/null)
 	kmake -s -C "$KERNEL_SRC" O="$KBUILD_OUT" olddefconfig >/dev/null
 	# Options drop out silently when a dependency is missing: check them all (the last
-	# fragment that sets an option wins, as in merge_config.sh).
+	# fragment that sets or unsets an option wins, as in merge_config.sh).
 	local line bad=0
 	declare -A want=()
 	while read -r line; do
-		case "$line" in CONFIG_*=[ym]|CONFIG_*=[0-9]*) want[${line%%=*}]=$line ;; esac
+		case "$line" in
+		CONFIG_*=[ym]|CONFIG_*=[0-9]*) want[${line%%=*}]=$line ;;
+		"# CONFIG_"*" is not set") line=${line#\# }; unset "want[${line%% *}]" ;;
+		esac
 	done < <(cat "${frags[@]}")
 	for line in "${want[@]}"; do
 		if ! grep -qx "$line" "$KBUILD_OUT/.config"; then

@@ -15,7 +15,8 @@
 #
 # Environment: VPMEM_CMDLINE adds to every boot's kernel command line;
 # VPMEM_POWERCUT_CUTS and VPMEM_POWERCUT_SEED override the cuts and the seed
-# of power-cut boots (scripts/powercut.py).
+# of power-cut boots (scripts/powercut.py); VPMEM_PLAN replaces tests/plan (make
+# bench: tests/bench.plan); VPMEM_LOGDIR is where the guest logs go.
 #
 # Prints one line per test, then "N passed, N failed, N skipped"; exits
 # non-zero on any failure, timeout or kernel splat in a guest log.
@@ -35,14 +36,14 @@ while [ $# -gt 0 ]; do
 	--timeout) timeout_s=$2; shift ;;
 	--keep-logs) keep=1 ;;
 	--list) list=1 ;;
-	-h|--help) sed -n '3,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	-h|--help) sed -n '3,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
 	-*) die "unknown option $1" ;;
 	*) want+=("$1") ;;
 	esac
 	shift
 done
 
-plan=$REPO/tests/plan
+plan=${VPMEM_PLAN:-$REPO/tests/plan}
 
 # The kernel a boot runs: boots with driver "builtin" run the builtin variant
 # (VPMEM_VARIANT=builtin scripts/build.sh), the others the default build.
@@ -59,7 +60,7 @@ if [ $list = 1 ]; then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/vpmem-run.XXXXXX")
-logdir=$VPMEM_CACHE/logs/$(date +%Y%m%d-%H%M%S)
+logdir=${VPMEM_LOGDIR:-$VPMEM_CACHE/logs/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$logdir"
 # Power-cut boots keep their backing files and the host's copies of them in memory: the
 # copies are the durable state there, and copying from and to tmpfs keeps cuts cheap.
@@ -94,10 +95,27 @@ build_initramfs() {
 	# The host side of power-cut boots (vpmem.powercut=N).
 	gcc -O2 -Wall -shared -fPIC -o "$work/flush_snapshot.so" "$REPO/tests/host/flush_snapshot.c" \
 		-ldl -pthread
+	# The host side of benchmark boots (vpmem.bench_backing=...): counts host flushes.
+	gcc -O2 -Wall -shared -fPIC -o "$work/flush_count.so" "$REPO/tests/host/flush_count.c" -ldl
 	cp "$work"/tests/bin/* "$root/tests/"
 	install -m 0755 "$REPO"/tests/*.sh "$root/tests/"
 	cp "$KERNEL_SRC/tools/testing/selftests/kselftest/ktap_helpers.sh" "$root/tests/"
 	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/base.cpio.gz"
+}
+
+# Debian's fio with its libraries, for benchmark boots only (about 30 MB).
+fio_layer() {
+	local root=$work/fio-root out=$work/fio.cpio.gz lib
+	[ -f "$out" ] && { echo "$out"; return; }
+	command -v fio >/dev/null || die "fio is missing (run make setup)"
+	mkdir -p "$root/usr/bin"
+	cp "$(command -v fio)" "$root/usr/bin/fio"
+	for lib in $(ldd "$(command -v fio)" | awk '/=>/ {print $3} /^\t\/lib/ {print $1}'); do
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$out"
+	echo "$out"
 }
 
 # The initramfs for the kernel built in $1: the common part, then that kernel's modules
@@ -121,7 +139,7 @@ boot() {
 	local name=$1 driver=$2 devs=$3 tests=$4 extra=${5:-}
 	local log=$logdir/$name.log
 	local qargs=() n=0 d key size img sizes= imgs= imgdir=$work
-	case " $extra " in *" vpmem.powercut="*) imgdir=$shm ;; esac
+	case " $extra " in *" vpmem.powercut="*|*" vpmem.bench_backing=shm "*) imgdir=$shm ;; esac
 	for d in ${devs//,/ }; do
 		[ "$d" = - ] && continue
 		key=${d%%:*} size=${d#*:}
@@ -145,6 +163,11 @@ boot() {
 		die "no kernel at $bzimage: run scripts/build.sh"
 	fi
 	initrd=$(initramfs_for "$kout")
+	case " $extra " in
+	*" vpmem.bench_backing="*)
+		cat "$initrd" "$(fio_layer)" > "$work/initramfs-fio.gz"
+		initrd=$work/initramfs-fio.gz ;;
+	esac
 	local cmdline="console=ttyS0 panic=-1 oops=panic loglevel=7 $kunit vpmem.driver=$driver vpmem.sizes=$sizes vpmem.tests=$tests $extra${VPMEM_CMDLINE:+ $VPMEM_CMDLINE}"
 	# vpmem.cpu=intel: an Intel-vendor CPU (QEMU's "max" is AuthenticAMD under TCG).
 	local cpu=max
@@ -170,6 +193,13 @@ boot() {
 			--snapdir "$shm/snap-$name" --images "$imgs" --preload "$work/flush_snapshot.so" \
 			--timeout "$timeout_s" --cmdline "$cmdline" ${VPMEM_POWERCUT_SEED:+--seed "$VPMEM_POWERCUT_SEED"} \
 			-- "${q[@]}" >"$log.qemu" 2>&1 || rc=$?
+		;;
+	*" vpmem.bench_backing="*)
+		# Benchmarks (scripts/bench_host.py): host flushes counted at the guest's
+		# marks; a progress line per measured point.
+		python3 "$here/bench_host.py" --log "$log" --marks "$log.marks" --images "$imgs" \
+			--preload "$work/flush_count.so" --timeout "$timeout_s" -- "${q[@]}" \
+			-append "$cmdline" 2>>"$log.qemu" || rc=$?
 		;;
 	*" vpmem.host_ctl=1 "*)
 		# Host control: the guest asks on its console, and the runner acts on each
@@ -368,7 +398,7 @@ for name in "${selected[@]}"; do
 	judge "$name" "$logdir/$name.log" "$qrc" | tee -a "$results"
 	# Benchmark results, if the boot had any (kept in $VPMEM_CACHE/bench.txt).
 	if grep -aq '^BENCH' "$logdir/$name.log" 2>/dev/null; then
-		grep -a '^BENCH' "$logdir/$name.log" | sed "s/^/$name: /" | tee -a "$VPMEM_CACHE/bench.txt"
+		grep -a '^BENCH' "$logdir/$name.log" | grep -av '^BENCHFIO' | sed "s/^/$name: /" | tee -a "$VPMEM_CACHE/bench.txt"
 	fi
 	ran=$((ran + 1))
 done

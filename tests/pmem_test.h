@@ -24,6 +24,10 @@
 #define PMEM_DEV pmem_dev()
 #define PMEM_MNT "/mnt"
 
+#ifndef ARRAY_SIZE
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#endif
+
 /* CLOCK_MONOTONIC in nanoseconds. */
 static inline uint64_t now_ns(void)
 {

@@ -83,7 +83,10 @@ impl VirtioPmem<'_> {
             writeln!(f, "recoveries: {}", s.recoveries)?;
             writeln!(f, "resent: {}", s.resent)?;
             writeln!(f, "unanswered: {}", s.unanswered)?;
-            writeln!(f, "polled: {}", s.polled)
+            writeln!(f, "polled: {}", s.polled)?;
+            writeln!(f, "wakeups: {}", s.wakeups)?;
+            writeln!(f, "wake_us_total: {}", s.wake_us_total)?;
+            writeln!(f, "max_wake_us: {}", s.max_wake_us)
         })
     }
 

@@ -160,6 +160,12 @@ pub(crate) struct Stats {
     pub(crate) unanswered: u64,
     /// Host answers the watchdog found without an interrupt.
     pub(crate) polled: u64,
+    /// Callers that slept until their flush was answered.
+    pub(crate) wakeups: u64,
+    /// Their time from the latest host answer to running again, in microseconds, summed.
+    pub(crate) wake_us_total: u64,
+    /// The longest of those times, in microseconds.
+    pub(crate) max_wake_us: i64,
 }
 
 /// Why a recovery was asked for.
@@ -224,6 +230,8 @@ pub(crate) struct FlushState {
     /// Bios answered by the next flush.
     waiting: FlushBioList,
     sent_at: Option<Instant<Monotonic>>,
+    /// When the latest host answer was taken.
+    answered_at: Option<Instant<Monotonic>>,
     pub(crate) stats: Stats,
     /// A request without its device-readable part, sent instead of the next flush when a test
     /// asks for it (debugfs `inject_malformed`): the device rejects it and asks for a reset.
@@ -249,6 +257,7 @@ impl FlushState {
             covered: FlushBioList::new(),
             waiting: FlushBioList::new(),
             sent_at: None,
+            answered_at: None,
             stats: Stats::default(),
             malformed: Some(Request::new(0, RESPONSE_LEN, (), GFP_KERNEL)?),
             inject_malformed: false,
@@ -423,6 +432,7 @@ fn reap(queues: &mut Locked<'_, FlushHandler>, index: usize) -> bool {
         let ok = !malformed && answer == Answer::Done;
         let st = queues.state();
         st.resets_unanswered = 0;
+        st.answered_at = Some(Instant::now());
         if let Some(sent_at) = st.sent_at.take() {
             let us = sent_at.elapsed().as_micros_ceil();
             st.stats.last_latency_us = us;
@@ -782,8 +792,16 @@ impl Flush for Flusher {
         let target = self.join(&mut queues)?;
         let answered = &queues.handler().answered;
         // The watchdog answers for a device that stopped answering.
+        let mut slept = false;
         loop {
-            if let Some(result) = queues.state().commit.outcome(target) {
+            let st = queues.state();
+            if let Some(result) = st.commit.outcome(target) {
+                if let Some(answered_at) = st.answered_at.filter(|_| slept) {
+                    let us = answered_at.elapsed().as_micros_ceil();
+                    st.stats.wakeups += 1;
+                    st.stats.wake_us_total += u64::try_from(us).unwrap_or(0);
+                    st.stats.max_wake_us = st.stats.max_wake_us.max(us);
+                }
                 return result;
             }
             if queues.freezing() {
@@ -793,6 +811,7 @@ impl Flush for Flusher {
                 return Err(EIO);
             }
             queues.wait_timeout(answered, HEALTH_CHECK);
+            slept = true;
         }
     }
 
