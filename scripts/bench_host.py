@@ -62,7 +62,7 @@ def main():
                                  "-display", "none"],
                          env=env, stdin=subprocess.DEVNULL)
     deadline = time.monotonic() + a.timeout
-    pos, rest, rc, fio = 0, b"", None, {}
+    rest, rc, fio = b"", None, {}
     try:
         with open(a.log, "rb") as log:
             while rc is None:
@@ -76,7 +76,6 @@ def main():
                         break
                     time.sleep(0.01)
                     continue
-                pos += len(data)
                 lines = (rest + data).split(b"\n")
                 rest = lines.pop()
                 for line in lines:

@@ -181,13 +181,10 @@ def main():
         b = [int(x["bytes"]) / 1024 for x in mem if x["driver"] == d]
         row.append(spread(b, "{:.1f}") + " KiB" if b else "-")
     md.append(f"| memory per device (slab + vmalloc + per-CPU) | {row[0]} | {row[1]} |")
-    for d_key, label in (("irqs_per_fsync", "interrupts per fsync, dax"),):
-        for t in (1, 8, 16):
-            if t not in threads:
-                continue
-            c = vals(("file", "dax", t, "c"), d_key)
-            r = vals(("file", "dax", t, "rust"), d_key)
-            md.append(f"| {label}, {t} threads (file) | {med(c):.2f} | {med(r):.2f} |")
+    for t in [t for t in (1, 8, 16) if t in threads]:
+        c = vals(("file", "dax", t, "c"), "irqs_per_fsync")
+        r = vals(("file", "dax", t, "rust"), "irqs_per_fsync")
+        md.append(f"| interrupts per fsync, dax, {t} threads (file) | {med(c):.2f} | {med(r):.2f} |")
     if os.path.exists(os.path.join(outdir, "modules.txt")):
         sizes = dict(line.split(None, 1) for line in open(os.path.join(outdir, "modules.txt")))
         md.append(f"| module text / data / bss (bytes) | {sizes.get('c', '-').strip()} | "

@@ -62,10 +62,10 @@ slab_stats() {
 	[ -e /sys/kernel/slab/kmalloc-64/alloc_fastpath ]
 }
 
-# Slab allocations so far, and bytes in slab objects now (allocated less freed,
-# times the object size), over all caches (aliases counted once).
-slab_totals() {
-	allocs=0 bytes=0
+# Bytes in slab objects now (allocated less freed, times the object size), over all
+# caches (aliases counted once).
+slab_bytes() {
+	bytes=0
 	for d in /sys/kernel/slab/*; do
 		[ -L "$d" ] && continue
 		read -r a _ < "$d/alloc_fastpath"
@@ -73,10 +73,9 @@ slab_totals() {
 		read -r c _ < "$d/free_fastpath"
 		read -r e _ < "$d/free_slowpath"
 		read -r o < "$d/object_size"
-		allocs=$((allocs + a + b))
 		bytes=$((bytes + (a + b - c - e) * o))
 	done
-	echo "$allocs $bytes"
+	echo "$bytes"
 }
 
 # Each cache's allocations so far, "name count" per line.
@@ -98,10 +97,6 @@ slab_delta() {
 slab_busy() {
 	awk -v n="$3" 'NR == FNR { a[$1] = $2; next }
 		$2 - a[$1] >= n / 2 { printf "%s%s:%d", sep, $1, $2 - a[$1]; sep = "," }' "$1" "$2"
-}
-
-slab_bytes() {
-	slab_totals | cut -d' ' -f2
 }
 
 # Bytes of vmalloc and per-CPU memory now.

@@ -163,7 +163,7 @@ pub(crate) struct Stats {
     /// Callers that slept until their flush was answered.
     pub(crate) wakeups: u64,
     /// Their time from the latest host answer to running again, in microseconds, summed.
-    pub(crate) wake_us_total: u64,
+    pub(crate) wake_us_total: i64,
     /// The longest of those times, in microseconds.
     pub(crate) max_wake_us: i64,
 }
@@ -432,9 +432,10 @@ fn reap(queues: &mut Locked<'_, FlushHandler>, index: usize) -> bool {
         let ok = !malformed && answer == Answer::Done;
         let st = queues.state();
         st.resets_unanswered = 0;
-        st.answered_at = Some(Instant::now());
+        let now = Instant::now();
+        st.answered_at = Some(now);
         if let Some(sent_at) = st.sent_at.take() {
-            let us = sent_at.elapsed().as_micros_ceil();
+            let us = (now - sent_at).as_micros_ceil();
             st.stats.last_latency_us = us;
             st.stats.max_latency_us = st.stats.max_latency_us.max(us);
         }
@@ -799,7 +800,7 @@ impl Flush for Flusher {
                 if let Some(answered_at) = st.answered_at.filter(|_| slept) {
                     let us = answered_at.elapsed().as_micros_ceil();
                     st.stats.wakeups += 1;
-                    st.stats.wake_us_total += u64::try_from(us).unwrap_or(0);
+                    st.stats.wake_us_total += us;
                     st.stats.max_wake_us = st.stats.max_wake_us.max(us);
                 }
                 return result;
