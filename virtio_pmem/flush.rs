@@ -278,12 +278,15 @@ impl FlushState {
     }
 }
 
-/// Bios answered under the queue lock, ended once it is released: a bio's completion may
-/// submit I/O to the same region again, which must not find the lock held.
+/// What a locked section answered, acted on once the queue lock is released: a bio's
+/// completion may submit I/O to the same region again, which must not find the lock held, and
+/// a woken caller takes the lock at once, which must not find it still held by the waker.
 #[derive(Default)]
 pub(crate) struct Finished {
     ok: FlushBioList,
     failed: FlushBioList,
+    /// Callers sleeping on [`FlushHandler::answered`] have something to look at.
+    wake: bool,
 }
 
 impl Finished {
@@ -321,7 +324,7 @@ impl virtio::Handler for FlushHandler {
             request_recovery(queues, Reason::Broken);
         }
         if queues.state().commit.is_broken() {
-            self.answered.notify_all();
+            queues.finished().wake = true;
         }
     }
 
@@ -341,7 +344,7 @@ impl virtio::Handler for FlushHandler {
 
     fn stopped(&self, state: &mut FlushState, finished: &mut Finished) {
         state.stop(finished);
-        self.answered.notify_all();
+        finished.wake = true;
     }
 
     fn reset(&self, state: &mut FlushState, _finished: &mut Finished) {
@@ -365,7 +368,7 @@ impl virtio::Handler for FlushHandler {
                 e.to_errno()
             );
             stop_quietly(queues);
-            self.answered.notify_all();
+            queues.finished().wake = true;
             return;
         }
         st.stats.recoveries += 1;
@@ -384,10 +387,13 @@ impl virtio::Handler for FlushHandler {
             Recovered { reason, flush }
         );
         resend(queues);
-        self.answered.notify_all();
+        queues.finished().wake = true;
     }
 
     fn finish(&self, mut finished: Finished) {
+        if finished.wake {
+            self.answered.notify_all();
+        }
         finished.ok.end_all(Ok(()));
         finished.failed.end_all(Err(EIO));
     }
@@ -466,7 +472,7 @@ fn reap(queues: &mut Locked<'_, FlushHandler>, index: usize) -> bool {
         }
     }
     if answered {
-        queues.handler().answered.notify_all();
+        queues.finished().wake = true;
     }
     answered
 }
@@ -505,7 +511,7 @@ fn request_recovery(queues: &mut Locked<'_, FlushHandler>, reason: Reason) {
             "the device does not answer while unbinding; its last flushes fail\n"
         );
         stop_quietly(queues);
-        queues.handler().answered.notify_all();
+        queues.finished().wake = true;
         return;
     }
     if st.resets_unanswered >= max_resets() {
@@ -515,7 +521,7 @@ fn request_recovery(queues: &mut Locked<'_, FlushHandler>, reason: Reason) {
             "no answer after {resets} resets; flushes fail until the device is re-probed\n"
         );
         stop_quietly(queues);
-        queues.handler().answered.notify_all();
+        queues.finished().wake = true;
         return;
     }
     st.resets_unanswered += 1;
@@ -751,7 +757,7 @@ impl Flusher {
                 "unbound while recovering; the flushes waiting for it fail\n"
             );
             stop_quietly(&mut queues);
-            queues.handler().answered.notify_all();
+            queues.finished().wake = true;
         }
     }
 
