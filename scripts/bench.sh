@@ -7,7 +7,9 @@
 #      debugging options; both drivers are modules of it);
 #   2. measure the host's ceiling: fio's 4 KiB write + fsync rate, one job, on
 #      a file of the devices' size on the file system that holds the backing
-#      files ($TMPDIR, default /tmp), and on /dev/shm;
+#      files ($TMPDIR, default /tmp), and on /dev/shm; once with an fsync
+#      after every write (one host flush per guest fsync), once after every
+#      8 writes (8 guest fsyncs sharing each host flush);
 #   3. boot tests/bench.plan (tests/bench_test.sh): the backing file on the
 #      host's disk, then on /dev/shm; each boot runs every workload at every
 #      thread count, both drivers alternating over the repetitions, with a
@@ -50,18 +52,22 @@ for m in c:virtio_pmem rust:virtio_pmem_rust; do
 	echo "${m%%:*} $(size "$ko" | awk 'NR == 2 { print $1 " / " $2 " / " $3 }')" >> "$out/modules.txt"
 done
 
-progress "host ceiling: fio 4 KiB write + fsync, one job, 3 x 5 s on ${TMPDIR:-/tmp} and /dev/shm"
+progress "host ceiling: fio 4 KiB writes + fsync, one job, 3 x 5 s on ${TMPDIR:-/tmp} and /dev/shm"
 for b in file:${TMPDIR:-/tmp} shm:/dev/shm; do
 	f=$(mktemp "${b#*:}/vpmem-ceiling.XXXXXX")
-	rates=()
-	for r in 1 2 3; do
-		rates+=("$(fio --name=ceiling --filename="$f" --size=512M --bs=4k --rw=randwrite \
-			--ioengine=psync --fsync=1 --time_based --runtime=5 --output-format=json |
-			python3 -c 'import json, sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["iops"]))')")
+	for every in 1 8; do
+		rates=()
+		for r in 1 2 3; do
+			rates+=("$(fio --name=ceiling --filename="$f" --size=512M --bs=4k --rw=randwrite \
+				--ioengine=psync --fsync="$every" --time_based --runtime=5 --output-format=json |
+				python3 -c 'import json, sys; print(round(json.load(sys.stdin)["jobs"][0]["write"]["iops"]))')")
+		done
+		name=${b%%:*}
+		[ "$every" = 1 ] || name=$name-per$every
+		echo "$name $(printf '%s\n' "${rates[@]}" | sort -n | sed -n 2p) ${rates[*]}" >> "$out/ceiling.txt"
+		log "host ceiling ($name): ${rates[*]} writes per second, an fsync every $every"
 	done
 	rm -f "$f"
-	echo "${b%%:*} $(printf '%s\n' "${rates[@]}" | sort -n | sed -n 2p) ${rates[*]}" >> "$out/ceiling.txt"
-	log "host ceiling (${b%%:*}): ${rates[*]} writes + fsyncs per second"
 done
 
 for boot in $boots; do

@@ -140,8 +140,12 @@ def main():
         md.append(f"## Backing: {BACKINGS[backing]}")
         md.append("")
         if backing in ceiling:
-            md.append(f"Host ceiling (one host 4 KiB write + fsync at a time, fio on the same "
-                      f"file system): {ceiling[backing]:.0f} per second.")
+            md.append(f"Host ceiling (fio on the same file system, one job): "
+                      f"{ceiling[backing]:.0f} 4 KiB writes per second with an fsync after "
+                      f"each (one host flush per guest fsync)"
+                      + (f", {ceiling[backing + '-per8']:.0f} with an fsync after every 8 "
+                         f"(8 guest fsyncs per host flush)" if backing + "-per8" in ceiling
+                         else "") + ".")
             md.append("")
         for wl in WORKLOADS:
             if not any((backing, wl, t, d) in by for t in threads for d in ("c", "rust")):
@@ -260,7 +264,10 @@ def plot(outdir, by, threads, ceiling):
                              f"title '{name[d]}, {backing}'")
             if col == 2 and "file" in ceiling and wl in ("dax", "fio-psync", "raw"):
                 parts.append(f"{ceiling['file']} with lines lc rgb 'black' dt 3 "
-                             "title 'host ceiling (file)'")
+                             "title 'host: write+fsync (file)'")
+            if col == 2 and "file-per8" in ceiling and wl in ("dax", "fio-psync", "raw"):
+                parts.append(f"{ceiling['file-per8']} with lines lc rgb 'gray' dt 3 "
+                             "title 'host: 8 writes+fsync (file)'")
             gp.append("plot " + ", ".join(parts) if parts else "plot 0 notitle")
     gp.append("unset multiplot")
     script = os.path.join(outdir, "plot.gp")

@@ -86,7 +86,8 @@ impl VirtioPmem<'_> {
             writeln!(f, "polled: {}", s.polled)?;
             writeln!(f, "wakeups: {}", s.wakeups)?;
             writeln!(f, "wake_us_total: {}", s.wake_us_total)?;
-            writeln!(f, "max_wake_us: {}", s.max_wake_us)
+            writeln!(f, "max_wake_us: {}", s.max_wake_us)?;
+            writeln!(f, "held: {}", s.held)
         })
     }
 

@@ -8,6 +8,16 @@
 //! lists and are completed once the queue callback has released the queue lock, without a
 //! thread or work item each.
 //!
+//! A flush that answered several synchronous callers (or one, while others wait) holds the
+//! next one back for a moment: they usually come back with their next flush within
+//! microseconds, while the host's flush takes milliseconds on a disk. Sent at once, the next
+//! flush would carry only the first of them and the rest would wait for the one after it, so
+//! the callers split into groups that take turns. Held until the callers it answered have
+//! joined again, for at most half the host's latest flush latency, the
+//! `group_hold_us` module parameter and [`HOLD_MAX`], the next flush carries them all. A
+//! synchronous caller waiting for the held flush sends it when the time is up (or the
+//! [`Watchdog`], if none waits); bios are never held.
+//!
 //! While a flush is in flight, a [`Watchdog`] looks at it every [`HEALTH_CHECK`]. A device
 //! that stopped answering is recovered in place, never given up at once (see
 //! [`virtio::Virtqueues::recover`]): its queue broke, its status no longer reads `DRIVER_OK` (the
@@ -62,6 +72,12 @@ use kernel::{
 /// The request queue, the only queue of the device.
 const REQ_QUEUE: usize = 0;
 
+/// The shortest hold worth a sleep (see [`hold_for`]).
+const HOLD_MIN: Delta = Delta::from_micros(50);
+
+/// The longest hold, whatever the module parameter says.
+const HOLD_MAX: Delta = Delta::from_millis(100);
+
 /// How often the [`Watchdog`] checks on a flush in flight (and how long a waiting caller sleeps
 /// at a time).
 const HEALTH_CHECK: Delta = Delta::from_millis(1000);
@@ -109,6 +125,16 @@ pub(crate) fn host_answer(response: &[u8], used: u32) -> Answer {
 fn flush_timeout() -> Option<Delta> {
     let ms = crate::module_parameters::flush_timeout_ms.value();
     (ms != 0).then(|| Delta::from_millis(ms.into()))
+}
+
+/// How long to hold the next flush for the callers the latest one answered, after a host
+/// flush that took `latency`: half of it, at most `group_hold_us` and [`HOLD_MAX`], none
+/// below [`HOLD_MIN`].
+fn hold_for(latency: Delta) -> Option<Delta> {
+    let param = i64::from(crate::module_parameters::group_hold_us.value());
+    let max = param.min(HOLD_MAX.as_micros_ceil());
+    let us = (latency.as_micros_ceil() / 2).min(max);
+    (us >= HOLD_MIN.as_micros_ceil()).then(|| Delta::from_micros(us))
 }
 
 /// How many recoveries in a row may go without an answer before the device is given up.
@@ -166,6 +192,24 @@ pub(crate) struct Stats {
     pub(crate) wake_us_total: i64,
     /// The longest of those times, in microseconds.
     pub(crate) max_wake_us: i64,
+    /// Flushes held back for the callers the one before answered.
+    pub(crate) held: u64,
+}
+
+/// The next flush, held back for the synchronous callers the latest one answered.
+struct Hold {
+    /// The number of the flush held.
+    flush: u64,
+    /// When the hold began.
+    since: Instant<Monotonic>,
+    /// How long it may last.
+    max: Delta,
+    /// The synchronous callers the latest flush answered: the hold ends once as many joined.
+    expected: u32,
+    /// Synchronous callers that joined since the hold began.
+    joined: u32,
+    /// A caller sleeps until the hold is over, to send the flush.
+    holder: bool,
 }
 
 /// Why a recovery was asked for.
@@ -246,6 +290,12 @@ pub(crate) struct FlushState {
     resets_unanswered: u32,
     /// The device is being unbound: no recovery can run any more.
     unbinding: bool,
+    /// Synchronous callers waiting for the next flush, not sent yet.
+    sync_next: u32,
+    /// Synchronous callers of the flush in flight.
+    sync_covered: u32,
+    /// The next flush is held back.
+    hold: Option<Hold>,
 }
 
 impl FlushState {
@@ -265,6 +315,9 @@ impl FlushState {
             recovering: None,
             resets_unanswered: 0,
             unbinding: false,
+            sync_next: 0,
+            sync_covered: 0,
+            hold: None,
         })
     }
 
@@ -273,6 +326,7 @@ impl FlushState {
     fn stop(&mut self, finished: &mut Finished) {
         self.commit.stop();
         self.recovering = None;
+        self.hold = None;
         finished.failed.append(&mut self.covered);
         finished.failed.append(&mut self.waiting);
     }
@@ -354,6 +408,8 @@ impl virtio::Handler for FlushHandler {
         covered.append(&mut state.waiting);
         state.waiting = covered;
         state.sent_at = None;
+        state.sync_next += core::mem::take(&mut state.sync_covered);
+        state.hold = None;
     }
 
     fn recovered(&self, queues: &mut Locked<'_, Self>, result: Result) {
@@ -440,7 +496,8 @@ fn reap(queues: &mut Locked<'_, FlushHandler>, index: usize) -> bool {
         st.resets_unanswered = 0;
         let now = Instant::now();
         st.answered_at = Some(now);
-        if let Some(sent_at) = st.sent_at.take() {
+        let sent_at = st.sent_at.take();
+        if let Some(sent_at) = sent_at {
             let us = (now - sent_at).as_micros_ceil();
             st.stats.last_latency_us = us;
             st.stats.max_latency_us = st.stats.max_latency_us.max(us);
@@ -449,7 +506,24 @@ fn reap(queues: &mut Locked<'_, FlushHandler>, index: usize) -> bool {
         if !ok {
             st.stats.host_failures += 1;
         }
+        let answered_sync = core::mem::take(&mut st.sync_covered);
+        let latency = sent_at.map(|sent_at| now - sent_at);
         let again = st.commit.completed(ok);
+        // Worth holding if the callers answered are not alone: several of them, or some
+        // already waiting for the next flush.
+        let company = answered_sync > 1 || (answered_sync == 1 && st.sync_next > 0);
+        let hold = latency.and_then(hold_for).filter(|_| ok && company);
+        st.hold = hold.map(|max| Hold {
+            flush: st.commit.done() + 1,
+            since: now,
+            max,
+            expected: answered_sync,
+            joined: 0,
+            holder: false,
+        });
+        if hold.is_some() {
+            st.stats.held += 1;
+        }
         let result = st.commit.outcome(st.commit.done()).unwrap_or(Err(EIO));
         let mut covered = core::mem::take(&mut st.covered);
         // The next flush will not be sent while a failure sticks.
@@ -466,7 +540,7 @@ fn reap(queues: &mut Locked<'_, FlushHandler>, index: usize) -> bool {
                 "host flush failed; flushes fail until cleared (sysfs flush_error)\n"
             );
         }
-        if again {
+        if again && queues.state().hold.is_none() {
             // A failure to send marks the device broken; the waiters see it below.
             let _ = send(queues);
         }
@@ -541,6 +615,13 @@ fn check_health(queues: &mut Locked<'_, FlushHandler>) -> bool {
         return false;
     }
     if st.recovering.is_some() {
+        return true;
+    }
+    if let Some(hold) = &st.hold {
+        // No caller waits to send the held flush any more.
+        if hold.since.elapsed() > hold.max {
+            end_hold(queues, None);
+        }
         return true;
     }
     if !st.commit.in_flight() {
@@ -679,6 +760,8 @@ fn send(queues: &mut Locked<'_, FlushHandler>) -> Result {
     }
     let st = queues.state();
     st.commit.sent();
+    st.hold = None;
+    st.sync_covered = core::mem::take(&mut st.sync_next);
     st.stats.host_flushes += 1;
     st.sent_at = Some(Instant::now());
     let mut next = core::mem::take(&mut st.waiting);
@@ -691,10 +774,29 @@ fn send(queues: &mut Locked<'_, FlushHandler>) -> Result {
 fn resend(queues: &mut Locked<'_, FlushHandler>) {
     let st = queues.state();
     st.commit.lost();
+    st.sync_next += core::mem::take(&mut st.sync_covered);
+    st.hold = None;
     if st.commit.pending() {
         st.stats.resent += 1;
         // A failure to send marks the device broken, or asks for another recovery.
         let _ = send(queues);
+    }
+}
+
+/// Ends the hold on the next flush (only the hold of flush `flush`, if given) and sends it, if
+/// anyone waits for it.
+fn end_hold(queues: &mut Locked<'_, FlushHandler>, flush: Option<u64>) {
+    let st = queues.state();
+    if st
+        .hold
+        .as_ref()
+        .is_some_and(|hold| flush.is_none_or(|f| f == hold.flush))
+    {
+        st.hold = None;
+        if st.commit.pending() {
+            // A failure to send marks the device broken; the waiters see it.
+            let _ = send(queues);
+        }
     }
 }
 
@@ -715,17 +817,30 @@ impl Flusher {
         })
     }
 
-    /// Joins the group commit; returns the flush that answers the caller.
-    fn join(&self, queues: &mut Locked<'_, FlushHandler>) -> Result<u64> {
+    /// Joins the group commit, as a synchronous caller (`sync`) or for a bio; returns the
+    /// flush that answers the caller.
+    fn join(&self, queues: &mut Locked<'_, FlushHandler>, sync: bool) -> Result<u64> {
         let st = queues.state();
         st.stats.requests += 1;
-        match st.commit.join() {
+        let join = st.commit.join();
+        if sync && join != Join::Fail {
+            st.sync_next += 1;
+        }
+        match join {
             Join::Fail => Err(EIO),
             Join::Wait(target) => {
                 st.stats.coalesced += 1;
                 Ok(target)
             }
             Join::Send(target) => {
+                if let Some(hold) = st.hold.as_mut().filter(|_| sync) {
+                    hold.joined += 1;
+                    if hold.joined < hold.expected && hold.since.elapsed() < hold.max {
+                        st.stats.coalesced += 1;
+                        return Ok(target);
+                    }
+                }
+                st.hold = None;
                 send(queues)?;
                 Watchdog::arm(&self.watchdog);
                 Ok(target)
@@ -781,6 +896,9 @@ impl Flusher {
         st.sent_at = None;
         st.recovering = None;
         st.resets_unanswered = 0;
+        st.hold = None;
+        st.sync_next = 0;
+        st.sync_covered = 0;
         st.commit.restart();
         st.stats.restores += 1;
         Ok(())
@@ -796,7 +914,7 @@ impl Drop for Flusher {
 impl Flush for Flusher {
     fn flush(&self) -> Result {
         let mut queues = self.vqs.lock();
-        let target = self.join(&mut queues)?;
+        let target = self.join(&mut queues, true)?;
         let answered = &queues.handler().answered;
         // The watchdog answers for a device that stopped answering.
         let mut slept = false;
@@ -817,6 +935,17 @@ impl Flush for Flusher {
                 // stays in flight for the others.
                 return Err(EIO);
             }
+            if let Some(hold) = queues.state().hold.as_mut().filter(|hold| !hold.holder) {
+                // Send the held flush when its time is up, unless enough callers joined
+                // before.
+                hold.holder = true;
+                let (flush, left) = (hold.flush, hold.max - hold.since.elapsed());
+                if left > Delta::ZERO {
+                    queues.sleep_unlocked(left);
+                }
+                end_hold(&mut queues, Some(flush));
+                continue;
+            }
             queues.wait_timeout(answered, HEALTH_CHECK);
             slept = true;
         }
@@ -834,7 +963,7 @@ impl Flush for Flusher {
         }
         st.waiting.push(bio);
         // If sending fails, the device is stopped, which ends the bio with an error.
-        let _ = self.join(&mut queues);
+        let _ = self.join(&mut queues, false);
     }
 }
 

@@ -57,5 +57,9 @@ module! {
             default: 5,
             description: "Fail flushes with EIO after this many unanswered resets in a row",
         },
+        group_hold_us: u32 {
+            default: 10000,
+            description: "Hold a flush this long at most for the callers of the last (0: never)",
+        },
     },
 }
