@@ -180,6 +180,18 @@ def main():
             row.append(spread(a, "{:.2f}") if a else "-")
         if row != ["-", "-"]:
             md.append(f"| slab allocations per flush ({backing}) | {row[0]} | {row[1]} |")
+        row = []
+        for d in ("c", "rust"):
+            per = collections.defaultdict(list)
+            for x in allocs:
+                if x["driver"] == d and x["backing"] == backing and x.get("caches"):
+                    for item in x["caches"].split(","):
+                        name, _, count = item.rpartition(":")
+                        per[name].append(int(count) / max(int(x["flushes"]), 1))
+            row.append(", ".join(f"{n} {med(v):.2f}" for n, v in sorted(per.items())) or "none")
+        if any(x["backing"] == backing for x in allocs):
+            md.append(f"| caches allocating once a flush or more ({backing}) | {row[0]} | "
+                      f"{row[1]} |")
     row = []
     for d in ("c", "rust"):
         b = [int(x["bytes"]) / 1024 for x in mem if x["driver"] == d]
