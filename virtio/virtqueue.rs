@@ -668,12 +668,6 @@ impl<H: Handler> Guard<'_, H> {
         cond.wait(&mut *self.0.guard);
     }
 
-    /// Sleeps for `delta` (with high resolution, not interruptible) with the queues unlocked,
-    /// relocking them before returning. The queues may have changed meanwhile.
-    pub fn sleep_unlocked(&mut self, delta: Delta) {
-        self.0.guard.do_unlocked(|| fsleep(delta));
-    }
-
     /// Whether the system is going to sleep and has asked this task to freeze (with a signal,
     /// as it asks user tasks): a caller that waits for the device in a loop should stop
     /// waiting and return, as the task cannot freeze inside the loop and would make the system

@@ -13,10 +13,13 @@
 //! microseconds, while the host's flush takes milliseconds on a disk. Sent at once, the next
 //! flush would carry only the first of them and the rest would wait for the one after it, so
 //! the callers split into groups that take turns. Held until the callers it answered have
-//! joined again, for at most half the host's latest flush latency, the
-//! `group_hold_us` module parameter and [`HOLD_MAX`], the next flush carries them all. A
-//! synchronous caller waiting for the held flush sends it when the time is up (or the
-//! [`Watchdog`], if none waits); bios are never held.
+//! joined again, for at most half the host's latest flush latency, the `group_hold_us` module
+//! parameter and [`HOLD_MAX`], the next flush carries them all. Waiting callers send it when
+//! the time is up (the [`Watchdog`], if none waits), which their timed sleep may only notice
+//! a timer tick later: a hold that ran out before its callers came back is a miss, and after
+//! a miss the next holds are skipped, twice as many after each miss in a row (up to
+//! [`HOLD_BACKOFF_MAX`]), so a host too fast for holding to pay is rarely held for. Bios are
+//! never held.
 //!
 //! While a flush is in flight, a [`Watchdog`] looks at it every [`HEALTH_CHECK`]. A device
 //! that stopped answering is recovered in place, never given up at once (see
@@ -77,6 +80,9 @@ const HOLD_MIN: Delta = Delta::from_micros(50);
 
 /// The longest hold, whatever the module parameter says.
 const HOLD_MAX: Delta = Delta::from_millis(100);
+
+/// The most flushes sent without a hold after holds that missed.
+const HOLD_BACKOFF_MAX: u32 = 1024;
 
 /// How often the [`Watchdog`] checks on a flush in flight (and how long a waiting caller sleeps
 /// at a time).
@@ -198,8 +204,6 @@ pub(crate) struct Stats {
 
 /// The next flush, held back for the synchronous callers the latest one answered.
 struct Hold {
-    /// The number of the flush held.
-    flush: u64,
     /// When the hold began.
     since: Instant<Monotonic>,
     /// How long it may last.
@@ -208,8 +212,13 @@ struct Hold {
     expected: u32,
     /// Synchronous callers that joined since the hold began.
     joined: u32,
-    /// A caller sleeps until the hold is over, to send the flush.
-    holder: bool,
+}
+
+impl Hold {
+    /// How long the hold has left to run; zero or less once it ran out.
+    fn left(&self) -> Delta {
+        self.max - self.since.elapsed()
+    }
 }
 
 /// Why a recovery was asked for.
@@ -296,6 +305,10 @@ pub(crate) struct FlushState {
     sync_covered: u32,
     /// The next flush is held back.
     hold: Option<Hold>,
+    /// Flushes to send without a hold, after a hold that missed.
+    hold_skip: u32,
+    /// How many flushes the latest miss skipped: doubles with each miss in a row.
+    hold_backoff: u32,
 }
 
 impl FlushState {
@@ -318,6 +331,8 @@ impl FlushState {
             sync_next: 0,
             sync_covered: 0,
             hold: None,
+            hold_skip: 0,
+            hold_backoff: 0,
         })
     }
 
@@ -512,14 +527,16 @@ fn reap(queues: &mut Locked<'_, FlushHandler>, index: usize) -> bool {
         // Worth holding if the callers answered are not alone: several of them, or some
         // already waiting for the next flush.
         let company = answered_sync > 1 || (answered_sync == 1 && st.sync_next > 0);
-        let hold = latency.and_then(hold_for).filter(|_| ok && company);
+        let mut hold = latency.and_then(hold_for).filter(|_| ok && company);
+        if hold.is_some() && st.hold_skip > 0 {
+            st.hold_skip -= 1;
+            hold = None;
+        }
         st.hold = hold.map(|max| Hold {
-            flush: st.commit.done() + 1,
             since: now,
             max,
             expected: answered_sync,
             joined: 0,
-            holder: false,
         });
         if hold.is_some() {
             st.stats.held += 1;
@@ -619,8 +636,9 @@ fn check_health(queues: &mut Locked<'_, FlushHandler>) -> bool {
     }
     if let Some(hold) = &st.hold {
         // No caller waits to send the held flush any more.
-        if hold.since.elapsed() > hold.max {
-            end_hold(queues, None);
+        if hold.left() <= Delta::ZERO {
+            // A failure to send marks the device broken; the waiters see it.
+            let _ = end_hold(queues, false);
         }
         return true;
     }
@@ -783,21 +801,24 @@ fn resend(queues: &mut Locked<'_, FlushHandler>) {
     }
 }
 
-/// Ends the hold on the next flush (only the hold of flush `flush`, if given) and sends it, if
-/// anyone waits for it.
-fn end_hold(queues: &mut Locked<'_, FlushHandler>, flush: Option<u64>) {
+/// Ends the hold on the next flush, if any, and sends it if anyone waits for it. A hold that
+/// ended without all its callers (`joined` false) is a miss: the next holds are skipped.
+fn end_hold(queues: &mut Locked<'_, FlushHandler>, joined: bool) -> Result {
     let st = queues.state();
-    if st
-        .hold
-        .as_ref()
-        .is_some_and(|hold| flush.is_none_or(|f| f == hold.flush))
-    {
-        st.hold = None;
-        if st.commit.pending() {
-            // A failure to send marks the device broken; the waiters see it.
-            let _ = send(queues);
-        }
+    if st.hold.take().is_none() {
+        return Ok(());
     }
+    if joined {
+        st.hold_backoff = 0;
+    } else {
+        st.hold_backoff = (st.hold_backoff * 2).clamp(1, HOLD_BACKOFF_MAX);
+        st.hold_skip = st.hold_backoff;
+    }
+    if st.commit.pending() {
+        // A failure to send marks the device broken.
+        send(queues)?;
+    }
+    Ok(())
 }
 
 /// The flush callback of the device's region.
@@ -833,14 +854,20 @@ impl Flusher {
                 Ok(target)
             }
             Join::Send(target) => {
-                if let Some(hold) = st.hold.as_mut().filter(|_| sync) {
-                    hold.joined += 1;
-                    if hold.joined < hold.expected && hold.since.elapsed() < hold.max {
+                if let Some(hold) = st.hold.as_mut() {
+                    if sync {
+                        hold.joined += 1;
+                    }
+                    let (all, late) = (hold.joined >= hold.expected, hold.left() <= Delta::ZERO);
+                    if sync && !all && !late {
                         st.stats.coalesced += 1;
                         return Ok(target);
                     }
+                    // A bio ends the hold early; that is no miss.
+                    end_hold(queues, !late)?;
+                    Watchdog::arm(&self.watchdog);
+                    return Ok(target);
                 }
-                st.hold = None;
                 send(queues)?;
                 Watchdog::arm(&self.watchdog);
                 Ok(target)
@@ -935,18 +962,18 @@ impl Flush for Flusher {
                 // stays in flight for the others.
                 return Err(EIO);
             }
-            if let Some(hold) = queues.state().hold.as_mut().filter(|hold| !hold.holder) {
-                // Send the held flush when its time is up, unless enough callers joined
-                // before.
-                hold.holder = true;
-                let (flush, left) = (hold.flush, hold.max - hold.since.elapsed());
-                if left > Delta::ZERO {
-                    queues.sleep_unlocked(left);
+            // The held flush goes out when the hold runs out, unless enough callers join
+            // before.
+            let left = queues.state().hold.as_ref().map(Hold::left);
+            match left {
+                Some(left) if left <= Delta::ZERO => {
+                    // A failure to send marks the device broken; the loop sees it.
+                    let _ = end_hold(&mut queues, false);
+                    continue;
                 }
-                end_hold(&mut queues, Some(flush));
-                continue;
-            }
-            queues.wait_timeout(answered, HEALTH_CHECK);
+                Some(left) => queues.wait_timeout(answered, left.min(HEALTH_CHECK)),
+                None => queues.wait_timeout(answered, HEALTH_CHECK),
+            };
             slept = true;
         }
     }
