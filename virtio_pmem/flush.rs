@@ -511,9 +511,9 @@ fn reap(queues: &mut Locked<'_, FlushHandler>, index: usize) -> bool {
         st.resets_unanswered = 0;
         let now = Instant::now();
         st.answered_at = Some(now);
-        let sent_at = st.sent_at.take();
-        if let Some(sent_at) = sent_at {
-            let us = (now - sent_at).as_micros_ceil();
+        let latency = st.sent_at.take().map(|sent_at| now - sent_at);
+        if let Some(latency) = latency {
+            let us = latency.as_micros_ceil();
             st.stats.last_latency_us = us;
             st.stats.max_latency_us = st.stats.max_latency_us.max(us);
         }
@@ -522,7 +522,6 @@ fn reap(queues: &mut Locked<'_, FlushHandler>, index: usize) -> bool {
             st.stats.host_failures += 1;
         }
         let answered_sync = core::mem::take(&mut st.sync_covered);
-        let latency = sent_at.map(|sent_at| now - sent_at);
         let again = st.commit.completed(ok);
         // Worth holding if the callers answered are not alone: several of them, or some
         // already waiting for the next flush.
