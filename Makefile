@@ -8,13 +8,14 @@
 #                        and the builtin variant (our driver built in)
 #   make check           static checks only (rustfmt, clippy, rustdoc, checkpatch)
 #   make bench           benchmark both drivers: CSV, table and plot (scripts/bench.sh)
+#   make patches         write the patch series with a cover letter (scripts/series.py)
 #   make run BOOT=name   run one boot of tests/plan
 #   make shell [BOOT=..] boot a guest with a shell on the console
 #   make fmt             format the project's Rust code
 
 BOOT ?=
 
-.PHONY: setup test kernel check bench run shell fmt
+.PHONY: setup test kernel check bench patches run shell fmt
 
 setup:
 	scripts/setup.sh
@@ -31,6 +32,9 @@ test: check
 
 bench:
 	scripts/bench.sh
+
+patches:
+	python3 scripts/series.py generate
 
 run: kernel
 	scripts/run-tests.sh $(BOOT)

@@ -4,7 +4,9 @@
 # Static checks of the project's code, in the configured kernel tree:
 #   rustfmtcheck, a CLIPPY=1 rebuild of the project's Rust code with no warnings,
 #   rustdoc with no warnings, the Kconfig rule that the C and Rust drivers are never
-#   both built in, and checkpatch on the project's C, Rust and patches.
+#   both built in, checkpatch on the project's C and Rust files, and the patch
+#   series (scripts/series.py: it applies to the base, gives the tree the build
+#   uses, and passes checkpatch --strict).
 # Needs a prepared tree (scripts/build.sh prepare, or a full build).
 
 set -euo pipefail
@@ -104,10 +106,11 @@ for f in "$REPO"/tests/*.c "$REPO"/tests/*.h "$REPO"/tests/host/*.c; do
 		--ignore SPDX_LICENSE_TAG,PREFER_KERNEL_TYPES -f "$f" 2>&1) ||
 		{ echo "$out" >&2; bad "checkpatch: ${f#"$REPO"/}"; }
 done
-for p in "$REPO"/kernel/patches/*.patch; do
-	out=$(perl "$KERNEL_SRC/scripts/checkpatch.pl" "${cp_opts[@]}" "$p" 2>&1) ||
-		{ echo "$out" >&2; bad "checkpatch: $(basename "$p")"; }
-done
+
+step "patch series: generate, git am onto the base, compare with the build tree, checkpatch --strict"
+# The patches of kernel/patches are checked there, as the commits they become.
+python3 "$here/series.py" generate || bad "series: cannot generate it"
+python3 "$here/series.py" check || bad "series: see above"
 
 [ $fail = 0 ] || die "static checks failed"
 log "check: all clean"

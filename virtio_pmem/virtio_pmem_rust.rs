@@ -45,7 +45,7 @@ impl kernel::InPlaceModule for VirtioPmemModule {
 module! {
     type: VirtioPmemModule,
     name: "virtio_pmem_rust",
-    authors: ["virtio-pmem-rs developers"],
+    authors: ["Seed c02429f5 maintainers <maintainers@users.noreply.h-seed-c02429f5.example>"],
     description: "Virtio pmem driver (Rust)",
     license: "GPL",
     params: {
