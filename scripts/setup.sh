@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 apt_pkgs=(rustc-web rust-web-src rust-web-clippy rustfmt-web clang-19 lld-19 llvm-19 libclang-19-dev
 	  flex bison bc libelf-dev libssl-dev cpio busybox-static e2fsprogs
 	  make gcc libc6-dev xz-utils python3 fiu-utils kmod file patch ndctl daxctl
-	  fio gnuplot-nox rsync python3-ply)
+	  fio gnuplot-nox rsync python3-ply python3-git)
 bpo_pkgs=(qemu-system-x86)
 
 need_root() {
