@@ -140,7 +140,8 @@ pub(super) unsafe fn ndctl(
     0
 }
 
-#[kunit_tests(rust_nvdimm_control)]
+#[cfg(CONFIG_RUST_NVDIMM_KUNIT_TEST)]
+#[kunit_tests(rust_kernel_nvdimm_control)]
 mod tests {
     use super::*;
 

@@ -206,6 +206,7 @@ impl Drop for FlushBioList {
     }
 }
 
+#[cfg(CONFIG_RUST_NVDIMM_KUNIT_TEST)]
 #[kunit_tests(rust_kernel_nvdimm_flush)]
 mod tests {
     use super::*;

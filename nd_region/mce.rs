@@ -246,8 +246,8 @@ impl<H: Handler> PinnedDrop for Registration<H> {
     }
 }
 
-#[cfg(CONFIG_X86_MCE)]
-#[kunit_tests(rust_mce)]
+#[cfg(CONFIG_RUST_MCE_KUNIT_TEST)]
+#[kunit_tests(rust_kernel_mce)]
 mod tests {
     use super::*;
 

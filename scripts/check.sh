@@ -107,6 +107,16 @@ for f in "$REPO"/tests/*.c "$REPO"/tests/*.h "$REPO"/tests/host/*.c; do
 		{ echo "$out" >&2; bad "checkpatch: ${f#"$REPO"/}"; }
 done
 
+step "KUnit suites: each one behind its Kconfig option"
+# Documentation/rust/testing.rst: a #[kunit_tests] module is guarded by a
+# CONFIG_*_KUNIT_TEST option.
+for f in "${rs_repo[@]}"; do
+	if grep -B1 -n 'kunit_tests(' "$REPO/$f" | grep -v '///' | grep -E '^[0-9]+-' |
+	   grep -vE '^[0-9]+-#\[cfg\(CONFIG_[A-Z0-9_]+_KUNIT_TEST\)\]$' | grep -q .; then
+		bad "kunit: a suite of $f is not behind a CONFIG_*_KUNIT_TEST option"
+	fi
+done
+
 step "patch series: generate, git am onto the base, compare with the build tree, checkpatch --strict"
 # The patches of kernel/patches are checked there, as the commits they become.
 python3 "$here/series.py" generate || bad "series: cannot generate it"

@@ -164,6 +164,7 @@ impl Device<Bound> {
     }
 }
 
+#[cfg(CONFIG_RUST_VIRTIO_KUNIT_TEST)]
 #[kunit_tests(rust_kernel_virtio_config)]
 mod tests {
     use super::*;

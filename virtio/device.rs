@@ -234,6 +234,7 @@ unsafe impl Sync for Device {}
 // SAFETY: As for `Device<Normal>`: `Bound` adds configuration reads, which transports serialise.
 unsafe impl Sync for Device<Bound> {}
 
+#[cfg(CONFIG_RUST_VIRTIO_KUNIT_TEST)]
 #[macros::kunit_tests(rust_kernel_virtio_device)]
 mod tests {
     use super::*;

@@ -73,6 +73,7 @@ macro_rules! virtio_device_table {
     };
 }
 
+#[cfg(CONFIG_RUST_VIRTIO_KUNIT_TEST)]
 #[macros::kunit_tests(rust_kernel_virtio_id)]
 mod tests {
     use super::*;

@@ -997,6 +997,7 @@ pub(super) fn teardown(dev: &Device<CoreInternal<'_>>) {
 
 mod recovery;
 
+#[cfg(CONFIG_RUST_VIRTIO_KUNIT_TEST)]
 #[kunit_tests(rust_kernel_virtio_virtqueue)]
 mod tests {
     use super::*;

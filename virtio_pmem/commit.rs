@@ -170,6 +170,7 @@ impl Commit {
     }
 }
 
+#[cfg(CONFIG_VIRTIO_PMEM_RUST_KUNIT_TEST)]
 #[kunit_tests(virtio_pmem_rust_commit)]
 mod tests {
     use super::*;

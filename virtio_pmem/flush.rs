@@ -993,6 +993,7 @@ impl Flush for Flusher {
     }
 }
 
+#[cfg(CONFIG_VIRTIO_PMEM_RUST_KUNIT_TEST)]
 #[kunit_tests(virtio_pmem_rust_flush)]
 mod tests {
     use super::*;

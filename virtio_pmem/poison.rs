@@ -63,6 +63,7 @@ impl nvdimm::Control for ClearOnWrite {
     }
 }
 
+#[cfg(CONFIG_VIRTIO_PMEM_RUST_KUNIT_TEST)]
 #[kunit_tests(virtio_pmem_rust_poison)]
 mod tests {
     use super::*;

@@ -88,6 +88,7 @@ pub(crate) fn read(vdev: &virtio::Device<Bound>) -> Result<RegionDesc> {
     })
 }
 
+#[cfg(CONFIG_VIRTIO_PMEM_RUST_KUNIT_TEST)]
 #[kunit_tests(virtio_pmem_rust_range)]
 mod tests {
     use super::*;
