@@ -29,9 +29,10 @@ use crate::{
 };
 use core::pin::Pin;
 
-/// A virtio driver.
+/// The virtio driver trait.
 ///
-/// Only [`Driver::probe`] is required. [`Driver::freeze`] and [`Driver::restore`] are optional
+/// Drivers must implement this trait in order to get a virtio driver registered. Only
+/// [`Driver::probe`] is required. [`Driver::freeze`] and [`Driver::restore`] are optional
 /// (`#[vtable]`): a driver without them does not stand in the way of system sleep; the bus still
 /// quiesces its virtqueues at freeze and finds them again at restore, as for a driver that has
 /// them, so its requests come back through [`Handler::reclaim`](super::Handler::reclaim).
@@ -40,8 +41,12 @@ use core::pin::Pin;
 ///
 /// # Examples
 ///
-/// ```ignore
-/// use kernel::{prelude::*, virtio};
+/// ```
+/// use kernel::{
+///     device::Core,
+///     prelude::*,
+///     virtio, //
+/// };
 ///
 /// struct MyDriver;
 ///
@@ -53,7 +58,7 @@ use core::pin::Pin;
 ///     const ID_TABLE: virtio::IdTable = &ID_TABLE;
 ///
 ///     fn probe<'bound>(
-///         vdev: &'bound virtio::Device<kernel::device::Core<'_>>,
+///         vdev: &'bound virtio::Device<Core<'_>>,
 ///     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
 ///         dev_info!(vdev, "bound\n");
 ///         Ok(())
@@ -100,8 +105,9 @@ pub trait Driver: 'static {
     /// The devices the driver binds to.
     const ID_TABLE: IdTable;
 
-    /// The device-specific feature bits the driver understands. Transport feature bits are
-    /// negotiated by the virtio core.
+    /// The device-specific feature bits the driver understands.
+    ///
+    /// Transport feature bits are negotiated by the virtio core.
     const FEATURES: &'static [u32] = &[];
 
     /// The sysfs attributes of each bound device (see [`Attribute`]).
@@ -125,19 +131,21 @@ pub trait Driver: 'static {
         vdev: &'bound Device<device::Core<'_>>,
     ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound;
 
-    /// Unbinds the driver, while the device and its virtqueues still run: the place for a
-    /// last exchange with the device. Teardown itself belongs in `Drop`, which runs next, and
-    /// then the bus stops the virtqueues (see [`virtqueue`](super::virtqueue)).
+    /// Unbinds the driver, while the device and its virtqueues still run.
+    ///
+    /// This is the place for a last exchange with the device. Teardown itself belongs in `Drop`,
+    /// which runs next, and then the bus stops the virtqueues (see
+    /// [`Virtqueues`](super::Virtqueues)).
     fn unbind<'bound>(vdev: &'bound Device<device::Core<'_>>, this: Pin<&Self::Data<'bound>>) {
         let _ = (vdev, this);
     }
 
-    /// Prepares the device for system sleep (suspend or hibernation). Optional.
+    /// Prepares the device for system sleep (suspend or hibernation).
     ///
-    /// Called with the device and its virtqueues still running, like [`Driver::unbind`]. An
-    /// error aborts the transition. When it returns `Ok` (or the driver has no `freeze`), the
-    /// bus quiesces the virtqueues as at unbind (grace period, reset,
-    /// [`Handler::reclaim`](super::Handler::reclaim),
+    /// Implementing this callback is optional. Called with the device and its virtqueues still
+    /// running, like [`Driver::unbind`]. An error aborts the transition. When it returns `Ok` (or
+    /// the driver has no `freeze`), the bus quiesces the virtqueues as at unbind (grace period,
+    /// reset, [`Handler::reclaim`](super::Handler::reclaim),
     /// [`Handler::stopped`](super::Handler::stopped)) but keeps them for [`Driver::restore`].
     fn freeze<'bound>(
         vdev: &'bound Device<device::Core<'_>>,
@@ -147,12 +155,13 @@ pub trait Driver: 'static {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Brings the device back after system sleep. Optional.
+    /// Brings the device back after system sleep.
     ///
-    /// The core has reset the device and negotiated the same features again; the bus has found
-    /// the virtqueues again, empty. The device becomes live (`DRIVER_OK`) after this returns, or
-    /// earlier if the driver calls [`Device::ready`]. On error the bus quiesces the queues
-    /// again and the core marks the device failed; the driver stays bound.
+    /// Implementing this callback is optional. The core has reset the device and negotiated the
+    /// same features again; the bus has found the virtqueues again, empty. The device becomes live
+    /// (`DRIVER_OK`) after this returns, or earlier if the driver calls [`Device::ready`]. On error
+    /// the bus quiesces the queues again and the core marks the device failed; the driver stays
+    /// bound.
     fn restore<'bound>(
         vdev: &'bound Device<device::Core<'_>>,
         this: Pin<&Self::Data<'bound>>,
@@ -161,13 +170,13 @@ pub trait Driver: 'static {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// The device changed its configuration space. Optional.
+    /// Handles a change of the device's configuration space.
     ///
-    /// Called only while the driver is bound, in atomic context under the virtio core's
-    /// configuration lock: it must not sleep (see [`Device::status`] for which transports allow
-    /// reading the status here; nor wait on a [`Guard`](super::Guard) it takes), and should
-    /// hand lasting work to a work item. What it completes under that lock (such as bios it
-    /// fails) must not need the lock again.
+    /// Implementing this callback is optional. Called only while the driver is bound, in atomic
+    /// context under the virtio core's configuration lock: it must not sleep (see
+    /// [`Device::status`] for which transports allow reading the status here; nor wait on a
+    /// [`Guard`](super::Guard) it takes), and should hand lasting work to a work item. What it
+    /// completes under that lock (such as bios it fails) must not need the lock again.
     fn config_changed<'bound>(vdev: &'bound Device<device::Bound>, this: Pin<&Self::Data<'bound>>) {
         let _ = (vdev, this);
         build_error!(VTABLE_DEFAULT_ERROR)
@@ -244,6 +253,8 @@ impl<T: Driver + 'static> Adapter<T> {
     extern "C" fn validate_callback(vdev: *mut bindings::virtio_device) -> c_int {
         // SAFETY: The virtio core calls `validate` from its probe, with a valid device whose
         // device lock it holds.
+        //
+        // INVARIANT: `vdev` is valid for the duration of `validate_callback()`.
         let vdev = unsafe { &*vdev.cast::<Device<CoreInternal<'_>>>() };
         let mut features = Features::new(vdev);
         // Only the `Bound` view goes to the driver: no queues or `DRIVER_OK` before the features
@@ -311,6 +322,8 @@ impl<T: Driver + 'static> Adapter<T> {
         // SAFETY: The device lock is held, which makes this Core context. The device is still
         // bound, and to this driver: the PM core blocks probing for the whole transition
         // (`device_block_probing()` in `dpm_prepare()`), so no other driver bound since.
+        //
+        // INVARIANT: `vdev` is valid for the duration of `locked_bound()`.
         let vdev = unsafe { &*vdev.cast::<Device<CoreInternal<'_>>>() };
         // SAFETY: Bound to this driver (see above), whose probe stored a `T::Data`.
         let data = unsafe { vdev.as_ref().drvdata_borrow::<T::Data<'_>>() };
@@ -352,6 +365,8 @@ impl<T: Driver + 'static> Adapter<T> {
         // succeeded, which this adapter never sets; so the caller is `Virtqueues::recover`,
         // with a valid device bound to this driver whose device lock it holds, after it
         // quiesced the queues.
+        //
+        // INVARIANT: `vdev` is valid for the duration of `reset_done_callback()`.
         let vdev = unsafe { &*vdev.cast::<Device<CoreInternal<'_>>>() };
         from_result(|| {
             super::virtqueue::resume(vdev)
@@ -363,6 +378,8 @@ impl<T: Driver + 'static> Adapter<T> {
     extern "C" fn config_changed_callback(vdev: *mut bindings::virtio_device) {
         // SAFETY: The virtio core only reports configuration changes between the end of a
         // successful `probe` and the start of `remove`, with a valid device.
+        //
+        // INVARIANT: `vdev` is valid for the duration of `config_changed_callback()`.
         let vdev = unsafe { &*vdev.cast::<Device<BoundInternal>>() };
         // SAFETY: The driver is bound (see above), so `probe` stored a `T::Data` that `remove`
         // has not taken yet.
@@ -372,6 +389,10 @@ impl<T: Driver + 'static> Adapter<T> {
 }
 
 /// Holds the lock of a device (`device_lock()`) until dropped.
+///
+/// # Invariants
+///
+/// `self.0` is a valid device, locked until this is dropped.
 struct DeviceLock(*mut bindings::device);
 
 impl DeviceLock {
@@ -384,13 +405,15 @@ impl DeviceLock {
     unsafe fn new(dev: *mut bindings::device) -> Self {
         // SAFETY: `dev` is valid (safety requirements); `device_lock()` is this mutex.
         unsafe { bindings::mutex_lock(&raw mut (*dev).mutex) };
+        // INVARIANT: `dev` is locked, and stays valid until the guard is dropped (safety
+        // requirements).
         Self(dev)
     }
 }
 
 impl Drop for DeviceLock {
     fn drop(&mut self) {
-        // SAFETY: `new` locked this valid device, which stays valid until now.
+        // SAFETY: By the type invariant the device is valid and locked, by this guard.
         unsafe { bindings::mutex_unlock(&raw mut (*self.0).mutex) };
     }
 }
@@ -399,6 +422,8 @@ impl Drop for DeviceLock {
 ///
 /// # Examples
 ///
+// Not compiled: `module!` defines the module's init and exit functions, which a doctest, built
+// into the kernel with all the others, cannot.
 /// ```ignore
 /// kernel::module_virtio_driver! {
 ///     type: MyDriver,

@@ -7,7 +7,7 @@
 //! [`Driver::FEATURES`], lets [`Driver::validate`] withdraw some, then calls [`Driver::probe`].
 //! The driver reads its configuration with [`Device::read_config`] and finds its queues with
 //! [`Device::find_vqs`]; the queues belong to the binding and are stopped by the bus at unbind
-//! (see [`virtqueue`]). Drivers that implement [`Driver::freeze`] and [`Driver::restore`]
+//! (see [`Virtqueues`]). Drivers that implement [`Driver::freeze`] and [`Driver::restore`]
 //! support system sleep; [`Driver::ATTRIBUTES`] adds sysfs attributes to bound devices.
 //!
 //! C headers: [`include/linux/virtio.h`](srctree/include/linux/virtio.h),
@@ -18,11 +18,36 @@ mod config;
 mod device;
 mod driver;
 mod id;
-pub mod virtqueue;
+mod virtqueue;
 
-pub use self::attribute::{Attribute, Show, Store};
-pub use self::config::{ConfigLayout, ConfigReader, ShmRegion};
-pub use self::device::{Device, Features, Status};
-pub use self::driver::{Adapter, Driver};
-pub use self::id::{DeviceId, IdTable, ANY_VENDOR};
-pub use self::virtqueue::{Guard, Handler, Locked, Request, Virtqueues};
+pub use self::attribute::{
+    Attribute,
+    Show,
+    Store, //
+};
+pub use self::config::{
+    ConfigLayout,
+    ConfigReader,
+    ShmRegion, //
+};
+pub use self::device::{
+    Device,
+    Features,
+    Status, //
+};
+pub use self::driver::{
+    Adapter,
+    Driver, //
+};
+pub use self::id::{
+    DeviceId,
+    IdTable,
+    ANY_VENDOR, //
+};
+pub use self::virtqueue::{
+    Guard,
+    Handler,
+    Locked,
+    Request,
+    Virtqueues, //
+};

@@ -77,8 +77,10 @@ unsafe impl Send for PciSnapshot {}
 unsafe impl Sync for PciSnapshot {}
 
 impl PciSnapshot {
-    /// Saves the configuration of the PCI function `vdev` sits on; `None` on other transports,
-    /// or if a function reset holds the configuration right now.
+    /// Saves the configuration of the PCI function `vdev` sits on.
+    ///
+    /// Returns `None` on other transports, or if a function reset holds the configuration
+    /// right now.
     pub(super) fn take(vdev: &Device<Bound>) -> Option<Self> {
         let parent = vdev.as_ref().parent()?;
         // SAFETY: `parent` is a valid device.
@@ -111,13 +113,15 @@ impl PciSnapshot {
         })
     }
 
-    /// Locks the PCI function (its device lock and configuration access), unless someone
-    /// holds it: `EAGAIN`.
+    /// Locks the PCI function (its device lock and configuration access).
+    ///
+    /// Fails with `EAGAIN` if someone holds it.
     fn try_lock(&self) -> Result<PciLock<'_>> {
         // SAFETY: `pdev` is valid (type invariant).
         if unsafe { bindings::pci_dev_trylock(self.pdev.as_ptr()) } == 0 {
             return Err(EAGAIN);
         }
+        // INVARIANT: The function is locked, by this caller.
         Ok(PciLock(self))
     }
 
@@ -143,20 +147,28 @@ impl Drop for PciSnapshot {
 }
 
 /// The lock of a PCI function, taken by [`PciSnapshot::try_lock`].
+///
+/// # Invariants
+///
+/// The function of the snapshot is locked (`pci_dev_trylock()`) until this is dropped.
 struct PciLock<'a>(&'a PciSnapshot);
 
 impl Drop for PciLock<'_> {
     fn drop(&mut self) {
-        // SAFETY: `try_lock` locked this valid function.
+        // SAFETY: By the type invariant this valid function is locked, by this guard.
         unsafe { bindings::pci_dev_unlock(self.0.pdev.as_ptr()) };
     }
 }
 
 /// The device lock (`device_lock()`), taken only if free.
+///
+/// # Invariants
+///
+/// `self.0` is a valid device, locked until this is dropped.
 struct DeviceTryLock(*mut bindings::device);
 
 impl DeviceTryLock {
-    /// Locks `dev` unless someone holds it: `EAGAIN`.
+    /// Locks `dev`, unless someone holds it (`EAGAIN`).
     ///
     /// # Safety
     ///
@@ -166,13 +178,15 @@ impl DeviceTryLock {
         if unsafe { bindings::mutex_trylock(&raw mut (*dev).mutex) } == 0 {
             return Err(EAGAIN);
         }
+        // INVARIANT: `dev` is locked, and stays valid until the guard is dropped (safety
+        // requirements).
         Ok(Self(dev))
     }
 }
 
 impl Drop for DeviceTryLock {
     fn drop(&mut self) {
-        // SAFETY: `new` locked this device, valid until now.
+        // SAFETY: By the type invariant the device is valid and locked, by this guard.
         unsafe { bindings::mutex_unlock(&raw mut (*self.0).mutex) };
     }
 }
@@ -202,20 +216,22 @@ impl<H: Handler> WorkItem for Virtqueues<H> {
 }
 
 impl<H: Handler> Virtqueues<H> {
-    /// Asks for the device to be recovered in place, from any context: a work item writes back
-    /// the PCI function's configuration saved when the queues were found, quiesces the queues
-    /// (requests come back through [`Handler::reclaim`], then [`Handler::reset`]), and has the
-    /// virtio core reset and re-initialise the device with the same features, the queues found
-    /// again. The result reaches [`Handler::recovered`]; `EOPNOTSUPP` on transports other than
-    /// virtio-pci. Does nothing while the queues do not run (see [`super::Locked::is_live`]),
-    /// and if a recovery is already pending.
+    /// Asks for the device to be recovered in place, from any context.
+    ///
+    /// A work item writes back the PCI function's configuration saved when the queues were found,
+    /// quiesces the queues (requests come back through [`Handler::reclaim`], then
+    /// [`Handler::reset`]), and has the virtio core reset and re-initialise the device with the
+    /// same features, the queues found again. The result reaches [`Handler::recovered`];
+    /// `EOPNOTSUPP` on transports other than virtio-pci. Does nothing while the queues do not run
+    /// (see [`super::Locked::is_live`]), and if a recovery is already pending.
     pub fn recover(&self) {
         self.lock_inner().recover();
     }
 
-    /// Queues the recovery work. Called with the queues locked and not stopping: the teardown
-    /// at unbind marks them stopping under the lock before it cancels the work, so no work is
-    /// queued after that cancellation.
+    /// Queues the recovery work.
+    ///
+    /// Called with the queues locked and not stopping: the teardown at unbind marks them stopping
+    /// under the lock before it cancels the work, so no work is queued after that cancellation.
     pub(super) fn enqueue_recovery(&self) {
         // SAFETY: Every `Virtqueues` lives in an `Arc` (only `Device::find_vqs` makes them).
         let this: Arc<Self> = unsafe { ArcBorrow::from_raw(self) }.into();
@@ -223,7 +239,7 @@ impl<H: Handler> Virtqueues<H> {
         let _ = workqueue::system_long().enqueue_delayed(this, 0);
     }
 
-    /// Runs a recovery; `EAGAIN` if a lock it needs is taken.
+    /// Runs a recovery; fails with `EAGAIN` if a lock it needs is taken.
     fn try_recover(&self) -> Result {
         let snapshot = self.transport.as_ref().ok_or(EOPNOTSUPP)?;
         let pci = snapshot.try_lock()?;
