@@ -9,16 +9,26 @@
 //!
 //! C header: [`include/linux/sysfs.h`](srctree/include/linux/sysfs.h)
 
-use super::{Device, Driver};
+use super::{
+    Device,
+    Driver, //
+};
 use crate::{
-    bindings, container_of,
-    device::{Bound, BoundInternal},
+    bindings,
+    container_of,
+    device::{
+        Bound,
+        BoundInternal, //
+    },
     ffi::c_char,
     page::PAGE_SIZE,
     prelude::*,
-    str::Formatter,
+    str::Formatter, //
 };
-use core::{pin::Pin, ptr};
+use core::{
+    pin::Pin,
+    ptr, //
+};
 
 /// Writes the value of an attribute into `f`, at most a page.
 pub type Show<T> =
@@ -35,21 +45,42 @@ pub type Store<T> = for<'b> fn(&Device<Bound>, Pin<&<T as Driver>::Data<'b>>, &[
 ///
 /// # Examples
 ///
-/// ```ignore
-/// use kernel::{device::Bound, prelude::*, str::Formatter, virtio};
+/// ```
+/// use core::fmt::Write;
+/// use kernel::{
+///     device::{
+///         Bound,
+///         Core, //
+///     },
+///     prelude::*,
+///     str::Formatter,
+///     virtio, //
+/// };
 ///
 /// fn show_answer(_: &virtio::Device<Bound>, _: Pin<&()>, f: &mut Formatter<'_>) -> Result {
 ///     writeln!(f, "42")?;
 ///     Ok(())
 /// }
 ///
+/// struct MyDriver;
+/// # kernel::virtio_device_table!(ID_TABLE, [virtio::DeviceId::new(27)]);
+///
+/// #[vtable]
 /// impl virtio::Driver for MyDriver {
+///     type Data<'bound> = ();
+///     # const ID_TABLE: virtio::IdTable = &ID_TABLE;
 ///     #[expect(clippy::redundant_closure)]
 ///     const ATTRIBUTES: &'static [virtio::Attribute<Self>] = &[virtio::Attribute::read_only(
 ///         c"answer",
 ///         |vdev, this, f| show_answer(vdev, this, f),
 ///     )];
+///
 ///     // ...
+///     # fn probe<'bound>(
+///     #     _vdev: &'bound virtio::Device<Core<'_>>,
+///     # ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+///     #     Ok(())
+///     # }
 /// }
 /// ```
 pub struct Attribute<T: Driver + ?Sized> {
@@ -59,7 +90,7 @@ pub struct Attribute<T: Driver + ?Sized> {
 }
 
 impl<T: Driver + ?Sized> Attribute<T> {
-    /// An attribute anyone may read (mode 0444).
+    /// Creates an attribute anyone may read (mode 0444).
     pub const fn read_only(name: &'static CStr, show: Show<T>) -> Self {
         Self {
             name,
@@ -68,7 +99,7 @@ impl<T: Driver + ?Sized> Attribute<T> {
         }
     }
 
-    /// An attribute anyone may read and only the administrator write (mode 0644).
+    /// Creates an attribute anyone may read and only the administrator write (mode 0644).
     pub const fn read_write(name: &'static CStr, show: Show<T>, store: Store<T>) -> Self {
         Self {
             name,
@@ -77,6 +108,7 @@ impl<T: Driver + ?Sized> Attribute<T> {
         }
     }
 
+    /// Returns the file mode of the attribute.
     const fn mode(&self) -> bindings::umode_t {
         if self.store.is_some() {
             0o644
@@ -111,9 +143,10 @@ pub(super) struct Groups<T: Driver + 'static> {
 }
 
 impl<T: Driver + 'static> Groups<T> {
-    /// Builds the group of [`Driver::ATTRIBUTES`]; returns the value for `driver.dev_groups`,
-    /// null when there are no attributes. A non-null value must be given back to
-    /// [`Groups::release`].
+    /// Builds the group of [`Driver::ATTRIBUTES`].
+    ///
+    /// Returns the value for `driver.dev_groups`, null when there are no attributes. A non-null
+    /// value must be given back to [`Groups::release`].
     pub(super) fn build() -> Result<*const *const bindings::attribute_group> {
         let descs = T::ATTRIBUTES;
         if descs.is_empty() {
@@ -150,6 +183,9 @@ impl<T: Driver + 'static> Groups<T> {
         // visibility callbacks, no attributes yet.
         let mut group: bindings::attribute_group = unsafe { core::mem::zeroed() };
         group.__bindgen_anon_2.attrs = ptrs.as_mut_ptr();
+        // INVARIANT: `ptrs` points to the `attr` of each element of `attrs`, then null, and
+        // `group.attrs` to `ptrs`; moving the vectors into the box moves no element. `groups`
+        // is filled in below, once the box no longer moves.
         let this = KBox::new(
             Self {
                 _attrs: attrs,
@@ -187,7 +223,7 @@ impl<T: Driver + 'static> Groups<T> {
         drop(unsafe { KBox::from_raw(container_of!(groups, Self, groups)) });
     }
 
-    /// The driver of `attr`, and the bound device and driver data of `dev`.
+    /// Returns the attribute description of `attr` and the bound device of `dev`.
     ///
     /// # Safety
     ///
@@ -209,6 +245,7 @@ impl<T: Driver + 'static> Groups<T> {
         (desc, unsafe { &*vdev.cast::<Device<BoundInternal>>() })
     }
 
+    /// Shows an attribute: the `show` callback of every attribute of the group.
     extern "C" fn show_callback(
         dev: *mut bindings::device,
         attr: *mut bindings::device_attribute,
@@ -224,11 +261,13 @@ impl<T: Driver + 'static> Groups<T> {
         // than write past its end.
         let mut f = unsafe { Formatter::from_buffer(buf.cast(), PAGE_SIZE - 1) };
         match (desc.show)(vdev, data, &mut f) {
+            // CAST: At most a page was written, which fits in an `isize`.
             Ok(()) => f.bytes_written() as isize,
             Err(e) => e.to_errno() as isize,
         }
     }
 
+    /// Stores into an attribute: the `store` callback of every writable attribute of the group.
     extern "C" fn store_callback(
         dev: *mut bindings::device,
         attr: *mut bindings::device_attribute,
@@ -246,6 +285,7 @@ impl<T: Driver + 'static> Groups<T> {
         // SAFETY: sysfs passes `count` readable bytes at `buf`.
         let input = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), count) };
         match store(vdev, data, input) {
+            // CAST: sysfs passes at most a page, which fits in an `isize`.
             Ok(()) => count as isize,
             Err(e) => e.to_errno() as isize,
         }

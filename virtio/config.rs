@@ -15,7 +15,7 @@ use core::marker::PhantomData;
 /// gives up with `EAGAIN`: a device whose generation never settles must not hang the guest.
 const CONFIG_READ_TRIES: u32 = 16;
 
-/// Whether a field of `len` bytes at `offset` lies inside a configuration layout of `size` bytes.
+/// Returns whether a field of `len` bytes at `offset` lies inside a layout of `size` bytes.
 const fn within(size: usize, offset: usize, len: usize) -> bool {
     match offset.checked_add(len) {
         Some(end) => end <= size,
@@ -23,7 +23,7 @@ const fn within(size: usize, offset: usize, len: usize) -> bool {
     }
 }
 
-/// The configuration layout of a virtio device type: the `#[repr(C)]` structure of its
+/// The configuration layout of a virtio device type, the `#[repr(C)]` structure of its
 /// specification.
 ///
 /// # Safety
@@ -56,16 +56,20 @@ pub struct ConfigReader<'a, C> {
 }
 
 impl<C: ConfigLayout> ConfigReader<'_, C> {
+    /// Reads the `N` bytes at `offset`, which must lie inside `C`.
     fn read<const N: usize>(&self, offset: usize) -> Result<[u8; N]> {
         if !within(core::mem::size_of::<C>(), offset, N) {
             return Err(EINVAL);
         }
         let offset = u32::try_from(offset)?;
+        // CAST: `N` is at most the size of `C` (checked above), a configuration structure of the
+        // virtio specification (see `ConfigLayout`), far smaller than `u32::MAX`.
+        let len = N as u32;
         let mut buf = [0u8; N];
         // SAFETY: `self.dev` is a bound virtio device, so its configuration operations are
         // valid; `buf` is valid for writes of `N` bytes, which is the length passed; the field
         // lies inside the device's configuration layout `C` (checked above).
-        unsafe { (self.get)(self.dev.as_raw(), offset, buf.as_mut_ptr().cast(), N as u32) };
+        unsafe { (self.get)(self.dev.as_raw(), offset, buf.as_mut_ptr().cast(), len) };
         Ok(buf)
     }
 
@@ -100,6 +104,7 @@ pub struct ShmRegion {
 }
 
 impl Device<Bound> {
+    /// Returns the configuration generation, 0 if the transport has none.
     fn generation(&self) -> u32 {
         // SAFETY: A bound device has valid configuration operations.
         let ops = unsafe { &*(*self.as_raw()).config };
@@ -120,13 +125,19 @@ impl Device<Bound> {
     ///
     /// # Examples
     ///
-    /// ```ignore
+    /// ```
     /// use core::mem::offset_of;
-    /// use kernel::uapi::virtio_pmem_config;
+    /// use kernel::{
+    ///     device::Bound,
+    ///     uapi::virtio_pmem_config,
+    ///     virtio, //
+    /// };
     ///
-    /// let size = vdev.read_config::<virtio_pmem_config, _>(|c| {
-    ///     c.read_le64(offset_of!(virtio_pmem_config, size))
-    /// })?;
+    /// fn region_size(vdev: &virtio::Device<Bound>) -> Result<u64> {
+    ///     vdev.read_config::<virtio_pmem_config, _>(|c| {
+    ///         c.read_le64(offset_of!(virtio_pmem_config, size))
+    ///     })
+    /// }
     /// ```
     pub fn read_config<C: ConfigLayout, R>(
         &self,

@@ -4,16 +4,29 @@
 
 use crate::{
     bindings,
-    device::{self, Bound, Core, CoreInternal, DeviceContext},
-    sync::aref::{ARef, AlwaysRefCounted},
-    types::Opaque,
+    device::{
+        self,
+        Bound,
+        Core,
+        CoreInternal,
+        DeviceContext, //
+    },
+    sync::aref::{
+        ARef,
+        AlwaysRefCounted, //
+    },
+    types::Opaque, //
 };
-use core::{marker::PhantomData, mem::offset_of, ptr::NonNull};
+use core::{
+    marker::PhantomData,
+    mem::offset_of,
+    ptr::NonNull, //
+};
 
 /// Number of feature bits a virtio device can have (`VIRTIO_FEATURES_BITS`).
 const FEATURE_BITS: u32 = bindings::VIRTIO_FEATURES_U64S * 64;
 
-/// Whether `bit` names a feature bit; the C bit helpers `BUG()` on others.
+/// Returns whether `bit` names a feature bit; the C bit helpers `BUG()` on others.
 const fn feature_in_range(bit: u32) -> bool {
     bit < FEATURE_BITS
 }
@@ -39,47 +52,57 @@ pub struct Device<Ctx: DeviceContext = device::Normal>(
 pub struct Status(pub u8);
 
 impl Status {
-    /// The driver set up the device and it is live (`DRIVER_OK`).
+    // CAST: The status bits are defined for the status byte, a `u8`.
+    const DRIVER_OK: u8 = bindings::VIRTIO_CONFIG_S_DRIVER_OK as u8;
+    // CAST: As above.
+    const NEEDS_RESET: u8 = bindings::VIRTIO_CONFIG_S_NEEDS_RESET as u8;
+    // CAST: As above.
+    const FAILED: u8 = bindings::VIRTIO_CONFIG_S_FAILED as u8;
+
+    /// Returns whether the driver set up the device and it is live (`DRIVER_OK`).
     pub fn driver_ok(self) -> bool {
-        self.0 & bindings::VIRTIO_CONFIG_S_DRIVER_OK as u8 != 0
+        self.0 & Self::DRIVER_OK != 0
     }
 
-    /// The device hit an error it cannot recover from without a reset (`NEEDS_RESET`).
+    /// Returns whether the device hit an error it cannot recover from without a reset
+    /// (`NEEDS_RESET`).
     pub fn needs_reset(self) -> bool {
-        self.0 & bindings::VIRTIO_CONFIG_S_NEEDS_RESET as u8 != 0
+        self.0 & Self::NEEDS_RESET != 0
     }
 
-    /// The driver gave up on the device (`FAILED`).
+    /// Returns whether the driver gave up on the device (`FAILED`).
     pub fn failed(self) -> bool {
-        self.0 & bindings::VIRTIO_CONFIG_S_FAILED as u8 != 0
+        self.0 & Self::FAILED != 0
     }
 }
 
 impl<Ctx: DeviceContext> Device<Ctx> {
+    /// Returns the raw `struct virtio_device`.
     pub(crate) fn as_raw(&self) -> *mut bindings::virtio_device {
         self.0.get()
     }
 
+    /// Returns the configuration operations of the transport.
     pub(super) fn ops(&self) -> &bindings::virtio_config_ops {
         // SAFETY: By the type invariant `config` points to valid operations, which live at least
         // as long as the device.
         unsafe { &*(*self.as_raw()).config }
     }
 
-    /// The device type (`VIRTIO_ID_*`).
+    /// Returns the device type (`VIRTIO_ID_*`).
     pub fn device_id(&self) -> u32 {
         // SAFETY: By the type invariant `self.as_raw()` is valid; the id never changes.
         unsafe { (*self.as_raw()).id.device }
     }
 
-    /// The vendor id.
+    /// Returns the vendor id.
     pub fn vendor_id(&self) -> u32 {
         // SAFETY: By the type invariant `self.as_raw()` is valid; the id never changes.
         unsafe { (*self.as_raw()).id.vendor }
     }
 
-    /// Whether feature `bit` was negotiated (or, inside [`Driver::validate`], offered by the
-    /// device and understood by the driver).
+    /// Returns whether feature `bit` was negotiated (or, inside [`Driver::validate`], offered by
+    /// the device and understood by the driver).
     ///
     /// [`Driver::validate`]: super::Driver::validate
     pub fn has_feature(&self, bit: u32) -> bool {
@@ -90,7 +113,7 @@ impl<Ctx: DeviceContext> Device<Ctx> {
 }
 
 impl Device<Bound> {
-    /// The device status.
+    /// Returns the device status.
     ///
     /// Only for bound devices: once unbound, the transport may have unmapped the registers.
     /// The read does not sleep on PCI and MMIO; on virtio-ccw it runs a channel program and
@@ -107,8 +130,9 @@ impl Device<Bound> {
 }
 
 impl Device<Bound> {
-    /// Whether the transport reads the status without sleeping: virtio-pci (a PCI parent) and
-    /// virtio-mmio (a platform parent) read a register.
+    /// Returns whether the transport reads the status without sleeping.
+    ///
+    /// Virtio-pci (a PCI parent) and virtio-mmio (a platform parent) read a register.
     pub(super) fn status_never_sleeps(&self) -> bool {
         // SAFETY: `self` is a valid device; its parent, if any, outlives it.
         let parent = unsafe { (*self.as_raw()).dev.parent };
@@ -127,8 +151,9 @@ impl Device<Bound> {
 }
 
 impl<'a> Device<Core<'a>> {
-    /// Tells the device the driver is ready (`DRIVER_OK`): it may now use the virtqueues and
-    /// raise interrupts.
+    /// Tells the device the driver is ready (`DRIVER_OK`).
+    ///
+    /// The device may now use the virtqueues and raise interrupts.
     ///
     /// The bus does this after [`Driver::probe`](super::Driver::probe) returns; call it earlier
     /// when something set up in probe can issue I/O before that. Calling it again is a no-op.
@@ -140,8 +165,10 @@ impl<'a> Device<Core<'a>> {
         }
     }
 
-    /// Resets the device: it stops using buffers and raising interrupts, and its running
-    /// callbacks have finished when this returns.
+    /// Resets the device.
+    ///
+    /// The device stops using buffers and raising interrupts, and its running callbacks have
+    /// finished when this returns.
     pub fn reset(&self) {
         // SAFETY: `self` is a valid virtio device and the caller is its bound driver.
         unsafe { bindings::virtio_reset_device(self.as_raw()) };
@@ -149,7 +176,9 @@ impl<'a> Device<Core<'a>> {
 }
 
 impl<'a> Device<CoreInternal<'a>> {
-    /// Unbind-time teardown: virtqueues first (reset, reclaim, delete), then a reset in case the
+    /// Tears the device down at unbind.
+    ///
+    /// The virtqueues go first (reset, reclaim, delete), then the device is reset in case the
     /// driver had no queues left, as the bus requires the device reset when `remove` returns.
     pub(super) fn unbind_teardown(&self) {
         super::virtqueue::teardown(self);
@@ -165,11 +194,12 @@ pub struct Features<'a> {
 }
 
 impl<'a> Features<'a> {
+    /// Creates the feature negotiation of `dev`, inside its `validate` callback.
     pub(super) fn new(dev: &'a Device<CoreInternal<'a>>) -> Self {
         Self { dev }
     }
 
-    /// Whether feature `bit` is on offer (offered by the device, known to the driver).
+    /// Returns whether feature `bit` is on offer (offered by the device, known to the driver).
     pub fn has(&self, bit: u32) -> bool {
         self.dev.has_feature(bit)
     }
@@ -218,6 +248,7 @@ impl<Ctx: DeviceContext> AsRef<device::Device<Ctx>> for Device<Ctx> {
 }
 
 impl Device<Bound> {
+    /// Returns a counted reference to the device, in the normal context.
     pub(super) fn as_aref(&self) -> ARef<Device> {
         let dev: &Device = self;
         dev.into()
@@ -251,6 +282,7 @@ mod tests {
 
     #[test]
     fn status_bits() {
+        // CAST: The status bits are defined for the status byte, a `u8`.
         let s = Status(
             (bindings::VIRTIO_CONFIG_S_DRIVER_OK | bindings::VIRTIO_CONFIG_S_NEEDS_RESET) as u8,
         );

@@ -2,12 +2,15 @@
 
 //! Virtio device ids and id tables.
 
-use crate::{bindings, device_id::RawDeviceId};
+use crate::{
+    bindings,
+    device_id::RawDeviceId, //
+};
 
 /// Matches any vendor in a [`DeviceId`] (`VIRTIO_DEV_ANY_ID`).
 pub const ANY_VENDOR: u32 = bindings::VIRTIO_DEV_ANY_ID;
 
-/// A virtio device id: the device type and the vendor.
+/// A virtio device id, made of the device type and the vendor.
 ///
 /// Wraps `struct virtio_device_id`. Virtio ids carry no driver data, so tables are built with
 /// the `@none` form of [`module_device_table!`](crate::module_device_table), which
@@ -27,22 +30,22 @@ pub const ANY_VENDOR: u32 = bindings::VIRTIO_DEV_ANY_ID;
 pub struct DeviceId(bindings::virtio_device_id);
 
 impl DeviceId {
-    /// An id matching device type `device` from any vendor.
+    /// Creates an id matching device type `device` from any vendor.
     pub const fn new(device: u32) -> Self {
         Self::with_vendor(device, ANY_VENDOR)
     }
 
-    /// An id matching device type `device` from vendor `vendor` only.
+    /// Creates an id matching device type `device` from vendor `vendor` only.
     pub const fn with_vendor(device: u32, vendor: u32) -> Self {
         Self(bindings::virtio_device_id { device, vendor })
     }
 
-    /// The device type.
+    /// Returns the device type.
     pub const fn device(&self) -> u32 {
         self.0.device
     }
 
-    /// The vendor, or [`ANY_VENDOR`].
+    /// Returns the vendor, or [`ANY_VENDOR`].
     pub const fn vendor(&self) -> u32 {
         self.0.vendor
     }
@@ -57,12 +60,13 @@ unsafe impl RawDeviceId for DeviceId {
 /// The id table of a virtio driver.
 pub type IdTable = &'static dyn crate::device_id::IdTable<DeviceId, ()>;
 
-/// Creates a virtio id table and exports it to modpost, which turns each entry into a
-/// `virtio:dNNNNNNNNvNNNNNNNN` module alias.
+/// Creates a virtio id table and exports it to modpost.
+///
+/// Modpost turns each entry into a `virtio:dNNNNNNNNvNNNNNNNN` module alias.
 ///
 /// # Examples
 ///
-/// ```ignore
+/// ```
 /// kernel::virtio_device_table!(ID_TABLE, [kernel::virtio::DeviceId::new(27)]);
 /// ```
 #[macro_export]
@@ -77,7 +81,10 @@ macro_rules! virtio_device_table {
 #[macros::kunit_tests(rust_kernel_virtio_id)]
 mod tests {
     use super::*;
-    use core::mem::{offset_of, size_of};
+    use core::mem::{
+        offset_of,
+        size_of, //
+    };
 
     #[test]
     fn id_matches_the_c_layout() {
