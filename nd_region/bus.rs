@@ -157,6 +157,8 @@ impl<'bound, F: Flush> Bus<'bound, F> {
         to_result(unsafe {
             bindings::devm_add_action_or_reset(parent.as_raw(), Some(release::<F>), inner.cast())
         })?;
+        // INVARIANT: `inner` belongs to the action `release::<F>` just registered on `parent`,
+        // which runs at unbind or in `drop` at the earliest.
         Ok(Self {
             // SAFETY: `inner` came from `KBox::into_raw`, so it is not null.
             inner: unsafe { NonNull::new_unchecked(inner) },
@@ -164,6 +166,7 @@ impl<'bound, F: Flush> Bus<'bound, F> {
         })
     }
 
+    /// Returns what the bus owns.
     fn inner(&self) -> &BusInner<F> {
         // SAFETY: By the type invariant the action has not run, so `inner` is valid; only
         // `&mut self` methods change it.
@@ -186,6 +189,7 @@ impl<'bound, F: Flush> Bus<'bound, F> {
         ndr.provider_data = provider.cast_mut().cast::<c_void>();
         ndr.numa_node = desc.numa_node();
         ndr.target_node = desc.target_node();
+        // CAST: The flags are `ND_REGION_*` bits, all below bit 32: they fit in a `c_ulong`.
         ndr.flags = desc.flags().bits() as c_ulong;
         ndr.flush = Some(Self::flush_callback);
         // SAFETY: `inner.bus` is registered (type invariant); `ndr` and `res` are valid for the
@@ -235,11 +239,12 @@ impl<'bound, F: Flush> Bus<'bound, F> {
         }
     }
 
-    /// Number of regions created on the bus.
+    /// Returns the number of regions created on the bus.
     pub fn region_count(&self) -> usize {
         self.inner().regions.len()
     }
 
+    /// Answers a bus command: the `ndctl` callback of the bus descriptor.
     extern "C" fn ndctl_callback(
         nd_desc: *mut bindings::nvdimm_bus_descriptor,
         nvdimm: *mut bindings::nvdimm,
@@ -260,6 +265,7 @@ impl<'bound, F: Flush> Bus<'bound, F> {
         unsafe { control::ndctl(control, nvdimm, cmd, buf, len, cmd_rc) }
     }
 
+    /// Flushes a region of the bus: the flush callback of its regions.
     extern "C" fn flush_callback(
         region: *mut bindings::nd_region,
         bio: *mut bindings::bio,
@@ -277,6 +283,7 @@ impl<'bound, F: Flush> Bus<'bound, F> {
             },
             FlushRequest::Bio(bio) => {
                 flush.flush_bio(bio);
+                // CAST: `NVDIMM_FLUSH_ASYNC` is 1.
                 bindings::NVDIMM_FLUSH_ASYNC as c_int
             }
         }

@@ -2,8 +2,14 @@
 
 //! The flush callback of asynchronous regions.
 
-use crate::{bindings, prelude::*};
-use core::{mem::ManuallyDrop, ptr::NonNull};
+use crate::{
+    bindings,
+    prelude::*, //
+};
+use core::{
+    mem::ManuallyDrop,
+    ptr::NonNull, //
+};
 
 /// Makes writes to a region durable.
 ///
@@ -48,7 +54,7 @@ impl FlushRequest {
         }
     }
 
-    /// Whether the caller waits for the flush (no bio).
+    /// Returns whether the caller waits for the flush (no bio).
     pub fn is_sync(&self) -> bool {
         matches!(self, Self::Sync)
     }
@@ -82,6 +88,8 @@ impl Drop for FlushBio {
     }
 }
 
+/// Ends `bio` with `result`.
+///
 /// # Safety
 ///
 /// The caller must own the completion of `bio` and give it up.
@@ -95,7 +103,7 @@ unsafe fn complete(bio: NonNull<bindings::bio>, result: Result) {
     unsafe { bindings::bio_endio(bio) };
 }
 
-/// A FIFO list of [`FlushBio`]s, linked through the bios themselves: adding one never
+/// A FIFO list of [`FlushBio`]s, linked through the bios themselves so that adding one never
 /// allocates.
 ///
 /// Dropping the list ends the bios still on it with an error.
@@ -120,8 +128,9 @@ impl Default for FlushBioList {
 }
 
 impl FlushBioList {
-    /// An empty list.
+    /// Creates an empty list.
     pub const fn new() -> Self {
+        // INVARIANT: The list is empty: `head` and `tail` are null.
         Self {
             head: core::ptr::null_mut(),
             tail: core::ptr::null_mut(),
@@ -129,12 +138,12 @@ impl FlushBioList {
         }
     }
 
-    /// Number of bios on the list.
+    /// Returns the number of bios on the list.
     pub fn len(&self) -> usize {
         self.len
     }
 
-    /// Whether the list is empty.
+    /// Returns whether the list is empty.
     pub fn is_empty(&self) -> bool {
         self.head.is_null()
     }
@@ -152,6 +161,7 @@ impl FlushBioList {
                 (*self.tail).bi_next = bio;
             }
         }
+        // INVARIANT: `bio` is owned by the list now, linked at its end with a null `bi_next`.
         self.tail = bio;
         self.len += 1;
     }

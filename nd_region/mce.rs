@@ -48,13 +48,17 @@ impl Record {
     unsafe fn from_raw<'a>(ptr: *mut bindings::mce) -> &'a Self {
         // SAFETY: `Record` is a transparent wrapper of `struct mce`; by the safety requirements
         // the record is valid for `'a`.
+        //
+        // INVARIANT: By the safety requirements the record is valid for `'a`.
         unsafe { &*ptr.cast() }
     }
 
+    /// Returns the raw `struct mce`.
     fn as_raw(&self) -> *mut bindings::mce {
         self.0.get()
     }
 
+    /// Returns the record's fields, for reading.
     fn raw(&self) -> &bindings::mce {
         // SAFETY: By the type invariant the record is valid, and only `set_handled` writes to
         // it, through `kflags`, which no reference returned here outlives.
@@ -81,7 +85,9 @@ impl Record {
     }
 
     /// Returns the physical address of the error, without the bits above the CPU's
-    /// physical address width. Meaningful only if [`Self::has_usable_address`].
+    /// physical address width.
+    ///
+    /// Meaningful only if [`Self::has_usable_address`].
     pub fn addr(&self) -> u64 {
         // SAFETY: As above.
         unsafe { bindings::mce_physical_address(self.as_raw()) }
@@ -143,12 +149,14 @@ fn granularity(misc: u64) -> u64 {
 
 /// Code that looks at each machine-check record on the decode chain.
 pub trait Handler: Send + Sync {
-    /// Looks at `record`. Runs in process context and may sleep.
+    /// Looks at `record`.
+    ///
+    /// Runs in process context and may sleep.
     fn notify(&self, record: &Record);
 }
 
 /// A [`Handler`] on the machine-check decode chain, at the priority of persistent memory
-/// providers (`MCE_PRIO_NFIT`: after the kernel's own memory-failure handling).
+/// providers (`MCE_PRIO_NFIT`, after the kernel's own memory-failure handling).
 ///
 /// Dropping the registration takes the handler off the chain, after any call of it in
 /// progress has returned.
@@ -202,16 +210,19 @@ impl<H: Handler> Registration<H> {
         })
     }
 
+    /// Returns the notifier callback of the registration.
     #[cfg(CONFIG_X86_MCE)]
     fn callback() -> bindings::notifier_fn_t {
         Some(Self::notifier_call)
     }
 
+    /// Returns no callback: no record can reach it.
     #[cfg(not(CONFIG_X86_MCE))]
     fn callback() -> bindings::notifier_fn_t {
         None
     }
 
+    /// Passes a record of the decode chain to the handler.
     #[cfg(CONFIG_X86_MCE)]
     extern "C" fn notifier_call(
         nb: *mut bindings::notifier_block,
@@ -258,6 +269,7 @@ mod tests {
 
     fn record(vendor: u32, bank: u8, status: u64, misc: u64) -> bindings::mce {
         let mut m: bindings::mce = pin_init::zeroed();
+        // CAST: The `X86_VENDOR_*` numbers are small.
         m.cpuvendor = vendor as u8;
         m.bank = bank;
         m.status = status;

@@ -21,6 +21,16 @@ mod region;
 
 pub use self::bus::Bus;
 pub use self::control::Control;
-pub use self::flush::{Flush, FlushBio, FlushBioList, FlushRequest};
+pub use self::flush::{
+    Flush,
+    FlushBio,
+    FlushBioList,
+    FlushRequest, //
+};
 pub use self::poison::record_memory_error;
-pub use self::region::{RangeError, RegionDesc, RegionFlags, PAGEMAP_ALIGN};
+pub use self::region::{
+    RangeError,
+    RegionDesc,
+    RegionFlags,
+    PAGEMAP_ALIGN, //
+};

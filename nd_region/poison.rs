@@ -37,6 +37,7 @@ struct Entry {
 // thread.
 unsafe impl Send for Entry {}
 
+/// The list of regions, under its lock.
 type Regions = Mutex<KVec<Entry>>;
 
 /// The regions of all buses, created on first use and never freed.
@@ -85,15 +86,19 @@ pub(super) unsafe fn add(
         .map_err(|_| ENOMEM)
 }
 
-/// Takes the regions of `bus` off the list; no memory error reaches them once this returns.
+/// Takes the regions of `bus` off the list.
+///
+/// No memory error reaches them once this returns.
 pub(super) fn remove(bus: NonNull<bindings::nvdimm_bus>) {
     if let Some(regions) = REGIONS.as_ref() {
         regions.lock().retain(|entry| entry.bus != bus);
     }
 }
 
-/// Records a memory error at `addr..addr + len` on the region that holds `addr`, if a region
-/// created with [`Bus`](super::Bus) does, and returns whether one did.
+/// Records a memory error at `addr..addr + len` on the region that holds `addr`.
+///
+/// Returns whether it was recorded, which needs a region created with [`Bus`](super::Bus)
+/// that holds `addr`.
 ///
 /// The range becomes a bad range of the region's bus, and the region revalidates its poison:
 /// reads of the range from its `pmem` devices then fail, until a write clears it (see

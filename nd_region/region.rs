@@ -2,7 +2,11 @@
 
 //! Region descriptions.
 
-use crate::{bindings, fmt, prelude::*};
+use crate::{
+    bindings,
+    fmt,
+    prelude::*, //
+};
 
 /// The alignment libnvdimm needs for a [`RegionFlags::PAGEMAP`] region (the memory hotplug
 /// subsection size), so that its pages can be mapped for DAX.
@@ -15,24 +19,27 @@ pub struct RegionFlags(u64);
 impl RegionFlags {
     /// No flags.
     pub const NONE: Self = Self(0);
-    /// Map the memory with `struct page`s by default, so fsdax works without a pfn device
-    /// (`ND_REGION_PAGEMAP`).
+    /// Map the memory with `struct page`s by default (`ND_REGION_PAGEMAP`).
+    ///
+    /// Fsdax then works without a pfn device.
     pub const PAGEMAP: Self = Self(1 << bindings::ND_REGION_PAGEMAP);
     /// Writes are durable only after the region's [`Flush`](super::Flush) callback ran
-    /// (`ND_REGION_ASYNC`): DAX mappings cannot be synchronous (no `MAP_SYNC`).
+    /// (`ND_REGION_ASYNC`).
+    ///
+    /// DAX mappings cannot be synchronous (no `MAP_SYNC`).
     pub const ASYNC: Self = Self(1 << bindings::ND_REGION_ASYNC);
 
-    /// The raw bits.
+    /// Returns the raw bits.
     pub const fn bits(self) -> u64 {
         self.0
     }
 
-    /// The flags of both `self` and `other`.
+    /// Returns the flags of both `self` and `other`.
     pub const fn union(self, other: Self) -> Self {
         Self(self.0 | other.0)
     }
 
-    /// Whether all of `other` is set in `self`.
+    /// Returns whether all of `other` is set in `self`.
     pub const fn contains(self, other: Self) -> bool {
         self.0 & other.0 == other.0
     }
@@ -81,7 +88,12 @@ impl From<RangeError> for Error {
 /// # Examples
 ///
 /// ```
-/// use kernel::nvdimm::{RangeError, RegionDesc, RegionFlags, PAGEMAP_ALIGN};
+/// use kernel::nvdimm::{
+///     RangeError,
+///     RegionDesc,
+///     RegionFlags,
+///     PAGEMAP_ALIGN, //
+/// };
 ///
 /// let desc = RegionDesc::new(1 << 32, 1 << 30, RegionFlags::PAGEMAP | RegionFlags::ASYNC)?;
 /// assert_eq!(desc.end(), (1 << 32) + (1 << 30) - 1);
@@ -104,11 +116,11 @@ pub struct RegionDesc {
 }
 
 impl RegionDesc {
-    /// Describes `size` bytes at guest-physical `start`, with the NUMA node of the memory and
-    /// its target node (the node the memory would join if onlined).
+    /// Describes `size` bytes at guest-physical `start`.
     ///
-    /// Fails for an empty range, one that wraps around the address space, or a
-    /// [`RegionFlags::PAGEMAP`] one not aligned to [`PAGEMAP_ALIGN`].
+    /// The description holds the NUMA node of the memory and its target node (the node the memory
+    /// would join if onlined). Fails for an empty range, one that wraps around the address space,
+    /// or a [`RegionFlags::PAGEMAP`] one not aligned to [`PAGEMAP_ALIGN`].
     pub fn new(start: u64, size: u64, flags: RegionFlags) -> Result<Self, RangeError> {
         if size == 0 {
             return Err(RangeError::Empty);
@@ -135,37 +147,37 @@ impl RegionDesc {
         })
     }
 
-    /// First byte.
+    /// Returns the first byte.
     pub fn start(&self) -> u64 {
         self.start
     }
 
-    /// Size in bytes.
+    /// Returns the size in bytes.
     pub fn size(&self) -> u64 {
         self.size
     }
 
-    /// Last byte.
+    /// Returns the last byte.
     pub fn end(&self) -> u64 {
         self.start + (self.size - 1)
     }
 
-    /// The flags.
+    /// Returns the flags.
     pub fn flags(&self) -> RegionFlags {
         self.flags
     }
 
-    /// The NUMA node of the memory.
+    /// Returns the NUMA node of the memory.
     pub fn numa_node(&self) -> i32 {
         self.numa_node
     }
 
-    /// The node the memory would join if onlined as system RAM.
+    /// Returns the node the memory would join if onlined as system RAM.
     pub fn target_node(&self) -> i32 {
         self.target_node
     }
 
-    /// Whether `addr..addr + len` lies entirely inside the range.
+    /// Returns whether `addr..addr + len` lies entirely inside the range.
     pub fn contains(&self, addr: u64, len: u64) -> bool {
         len != 0
             && addr >= self.start
