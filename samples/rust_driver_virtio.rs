@@ -99,8 +99,10 @@ struct SampleDriver {
 
 kernel::virtio_device_table!(VIRTIO_TABLE, [virtio::DeviceId::new(uapi::VIRTIO_ID_PMEM)]);
 
-/// The flush callback of the region that `leak_bus=1` registers. The sample does not flush the
-/// device, so nothing written to the region is ever durable: every flush fails.
+/// The flush callback of the region that `leak_bus=1` registers.
+///
+/// The sample does not flush the device, so nothing written to the region is ever durable:
+/// every flush fails.
 struct SampleFlush;
 
 impl nvdimm::Flush for SampleFlush {
@@ -198,7 +200,7 @@ impl virtio::Driver for SampleDriver {
 kernel::module_virtio_driver! {
     type: SampleDriver,
     name: "rust_driver_virtio",
-    authors: ["Seed c02429f5 maintainers <maintainers@users.noreply.h-seed-c02429f5.example>"],
+    authors: ["virtio-pmem-rs developers"],
     description: "Rust virtio driver sample",
     license: "GPL v2",
     params: {

@@ -38,16 +38,17 @@ pub(crate) struct Commit {
     in_flight: bool,
     /// The first failed flush, while the failure is sticky.
     failed_from: Option<u64>,
-    /// Flushes `a..=b` failed in earlier episodes that were cleared: one interval covering all
-    /// of them, which may also cover successful flushes between episodes. Waiters for those
-    /// get `EIO` if they only look after a later clear: wrong the safe way.
+    /// Flushes `a..=b` failed in earlier episodes that were cleared.
+    ///
+    /// One interval covers all of them, and may also cover successful flushes between episodes.
+    /// Waiters for those get `EIO` if they only look after a later clear: wrong the safe way.
     cleared: Option<(u64, u64)>,
     /// The device is stopped, reset or broken: nothing can be sent any more.
     broken: bool,
 }
 
 impl Commit {
-    /// A caller arrives.
+    /// Adds a caller, and returns whether it sends a flush, waits for one, or fails.
     pub(crate) fn join(&mut self) -> Join {
         if self.broken || self.failed_from.is_some() {
             return Join::Fail;
@@ -61,13 +62,13 @@ impl Commit {
         }
     }
 
-    /// Flush `sent + 1` is on its way.
+    /// Records that flush `sent + 1` is on its way.
     pub(crate) fn sent(&mut self) {
         self.sent += 1;
         self.in_flight = true;
     }
 
-    /// The flush in flight completed; returns whether to send the next one now.
+    /// Records that the flush in flight completed, and returns whether to send the next one now.
     pub(crate) fn completed(&mut self, ok: bool) -> bool {
         self.in_flight = false;
         self.done = self.sent;
@@ -77,25 +78,26 @@ impl Commit {
         self.pending()
     }
 
-    /// The flush in flight, if any, is lost: the device was reset under it, or gave it back
-    /// unanswered. It is never answered; its callers wait for the next flush sent, which left
-    /// after all of them arrived.
+    /// Records that the flush in flight, if any, is lost.
+    ///
+    /// The device was reset under it, or gave it back unanswered. It is never answered; its callers
+    /// wait for the next flush sent, which left after all of them arrived.
     pub(crate) fn lost(&mut self) {
         self.in_flight = false;
     }
 
-    /// Whether a caller waits for a flush that is not in flight, and one may be sent.
+    /// Returns whether a caller waits for a flush that is not in flight, and one may be sent.
     pub(crate) fn pending(&self) -> bool {
         !self.in_flight && !self.broken && self.failed_from.is_none() && self.wanted > self.done
     }
 
-    /// Nothing can be sent any more, and the flush in flight, if any, is lost.
+    /// Stops the commit: nothing can be sent any more, and the flush in flight, if any, is lost.
     pub(crate) fn stop(&mut self) {
         self.broken = true;
         self.in_flight = false;
     }
 
-    /// The answer for a caller waiting for flush `target`, once there is one.
+    /// Returns the answer for a caller waiting for flush `target`, once there is one.
     pub(crate) fn outcome(&self, target: u64) -> Option<Result> {
         let failed = |(from, to): (u64, u64)| from <= target && target <= to;
         if self.failed_from.is_some_and(|from| from <= target) || self.cleared.is_some_and(failed) {
@@ -118,7 +120,9 @@ impl Commit {
         });
     }
 
-    /// Ends a sticky failure. Callers waiting for failed flushes still get `EIO`.
+    /// Ends a sticky failure, and returns whether there was one.
+    ///
+    /// Callers waiting for failed flushes still get `EIO`.
     pub(crate) fn clear_error(&mut self) -> bool {
         match self.failed_from.take() {
             Some(from) => {
@@ -134,9 +138,10 @@ impl Commit {
         }
     }
 
-    /// The device works again after a stop (it was restored from system sleep). Flushes sent
-    /// or promised before the stop are never answered by the host: their callers got `EIO`,
-    /// and any that only look now get it too. A sticky failure stays.
+    /// Takes flushes again after a stop (the device was restored from system sleep).
+    ///
+    /// Flushes sent or promised before the stop are never answered by the host: their callers got
+    /// `EIO`, and any that only look now get it too. A sticky failure stays.
     pub(crate) fn restart(&mut self) {
         let last = self.sent.max(self.wanted);
         if last > self.done {
@@ -149,22 +154,22 @@ impl Commit {
         self.broken = false;
     }
 
-    /// Whether a flush is in flight.
+    /// Returns whether a flush is in flight.
     pub(crate) fn in_flight(&self) -> bool {
         self.in_flight
     }
 
-    /// Whether flushes fail because an earlier one did.
+    /// Returns whether flushes fail because an earlier one did.
     pub(crate) fn is_failed(&self) -> bool {
         self.failed_from.is_some()
     }
 
-    /// Whether the device is stopped or broken.
+    /// Returns whether the device is stopped or broken.
     pub(crate) fn is_broken(&self) -> bool {
         self.broken
     }
 
-    /// The last flush completed.
+    /// Returns the last flush completed.
     pub(crate) fn done(&self) -> u64 {
         self.done
     }
@@ -368,6 +373,7 @@ mod tests {
                 },
                 4..=6 if c.in_flight() => {
                     let ok = rng.below(4) != 0;
+                    // CAST: The model sends fewer flushes than it has `host` entries.
                     host[c.sent as usize] = Some(ok);
                     if c.completed(ok) {
                         c.sent();
@@ -383,6 +389,7 @@ mod tests {
             for &t in &targets[..callers] {
                 match c.outcome(t) {
                     Some(Ok(())) => {
+                        // CAST: As above: `t` is at most one flush past the last one sent.
                         let durable = host[t as usize..].contains(&Some(true));
                         if !durable {
                             pr_err!("seed {seed:#x}, step {step}: Ok for {t} without a flush\n");

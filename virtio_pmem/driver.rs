@@ -65,7 +65,7 @@ pub(crate) struct VirtioPmem<'bound> {
 }
 
 impl VirtioPmem<'_> {
-    /// `stats`: the flush counters and state.
+    /// Shows debugfs `stats`: the flush counters and state.
     fn show_stats(flusher: &Arc<Flusher>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         flusher.with_state(|st| {
             let s = &st.stats;
@@ -91,7 +91,7 @@ impl VirtioPmem<'_> {
         })
     }
 
-    /// debugfs `inject_malformed`: writing `1` sends the next flush malformed, for tests.
+    /// Stores into debugfs `inject_malformed`: `1` sends the next flush malformed, for tests.
     fn store_inject(flusher: &Arc<Flusher>, reader: &mut UserSliceReader) -> Result {
         let mut buf = [0u8; 4];
         let len = reader.len().min(buf.len());
@@ -103,7 +103,7 @@ impl VirtioPmem<'_> {
         Ok(())
     }
 
-    /// sysfs `flush_error`: whether a host flush failure sticks.
+    /// Shows sysfs `flush_error`: whether a host flush failure sticks.
     fn show_flush_error(
         _vdev: &virtio::Device<Bound>,
         this: Pin<&Self>,
@@ -114,7 +114,7 @@ impl VirtioPmem<'_> {
         Ok(())
     }
 
-    /// sysfs `flush_error`: writing `0` ends a sticky flush failure.
+    /// Stores into sysfs `flush_error`: `0` ends a sticky flush failure.
     fn store_flush_error(vdev: &virtio::Device<Bound>, this: Pin<&Self>, buf: &[u8]) -> Result {
         if buf.trim_ascii() != b"0" {
             return Err(EINVAL);
@@ -201,8 +201,10 @@ impl virtio::Driver for VirtioPmemDriver {
         this.flusher.unbinding();
     }
 
-    /// The bus quiesces the queue next: in-flight flushes get a grace period, then every
-    /// waiter and bio fails with `EIO` until [`Self::restore`].
+    /// Accepts the freeze; the bus quiesces the queue next.
+    ///
+    /// In-flight flushes get a grace period, then every waiter and bio fails with `EIO` until
+    /// [`Self::restore`].
     fn freeze(_vdev: &virtio::Device<Core<'_>>, _this: Pin<&VirtioPmem<'_>>) -> Result {
         Ok(())
     }

@@ -22,6 +22,7 @@ const CONFIG_START: usize = core::mem::offset_of!(uapi::virtio_pmem_config, star
 const CONFIG_SIZE: usize = core::mem::offset_of!(uapi::virtio_pmem_config, size);
 
 /// The shared memory region that holds the range with `VIRTIO_PMEM_F_SHMEM_REGION`.
+// CAST: The region id is 0.
 const SHMEM_REGION: u8 = uapi::VIRTIO_PMEM_SHMEM_REGION_ID as u8;
 
 /// The region: mapped with pages (fsdax without a pfn device), durable only after a flush.
@@ -48,7 +49,7 @@ pub(crate) enum Refusal {
     Bad(RangeError),
 }
 
-/// The region for a range as read from the device (`Err` if it could not be read).
+/// Returns the region for a range as read from the device (`Err` if it could not be read).
 pub(crate) fn region(range: Result<(u64, u64)>) -> Result<RegionDesc, Refusal> {
     let (start, size) = range.map_err(Refusal::Unreadable)?;
     RegionDesc::new(start, size, FLAGS).map_err(Refusal::Bad)
