@@ -37,6 +37,9 @@ TAP = re.compile(r"^(\s*)(not ok|ok) (\d+) (?:- )?([^#]*?)\s*(#\s*(SKIP|skip|TOD
 # An expected failure (KTAP "XFAIL") is a finding about the upstream driver: counted apart.
 DIRECTIVE = {"SKIP": "SKIP", "skip": "SKIP", "TODO": "SKIP", "XFAIL": "XFAIL"}
 TS = re.compile(r"^\[\s*\d+\.\d+\] ")
+# run_kselftest.sh's result line for a program: "ok 1 selftests: DIR: NAME # SKIP",
+# "not ok 1 selftests: DIR: NAME # exit=1" or "... # TIMEOUT 300 seconds".
+KSFT = re.compile(r"^(not ok|ok) (\d+) ([^#]*?)\s*(#\s*(\S+).*)?$")
 
 
 def judge(name, path, qrc, secs):
@@ -54,10 +57,17 @@ def judge(name, path, qrc, secs):
                 bad.append(f"{what}: {l.strip()[:160]}")
                 break
 
-    # Test programs, framed by the guest init.
+    # Test programs, framed by the guest init. A kselftest ("ksft:NAME", run by the
+    # kernel's run_kselftest.sh) comes wrapped: its own KTAP lines behind "# ", then
+    # run_kselftest.sh's result for the whole program. Its own results count, as a
+    # program's do; the wrapper's result adds a failure when it failed (exit status,
+    # timeout) with no failed result of its own, and a skip when it skipped the
+    # whole program.
     cur = None
     seen = {}
     plan = {}
+    outer = {}
+    why = {}
     for l in raw:
         if TS.match(l):
             continue  # the kernel's, not the program's
@@ -69,18 +79,42 @@ def judge(name, path, qrc, secs):
         m = re.match(r"^VPMEM-END (\S+) rc=(\d+)", l)
         if m and cur:
             rc = int(m.group(2))
-            n = len(seen[cur])
-            if n == 0 or rc != 0 and not any(r == "FAIL" for r, _ in seen[cur]):
-                seen[cur].append(("FAIL", f"exit status {rc}, {n} results"))
-            elif plan.get(cur) is not None and plan[cur] != n:
-                seen[cur].append(("FAIL", f"planned {plan[cur]} tests, saw {n}"))
+            rs = seen[cur]
+            own = len(rs)
+            if cur.startswith("ksft:"):
+                o = outer.get(cur)
+                if o is None:
+                    rs.append(("FAIL", f"no result from run_kselftest.sh (exit status {rc})"))
+                elif o[0] == "FAIL" and not any(r == "FAIL" for r, _ in rs):
+                    rs.append(("FAIL", f"kselftest: {o[1]}"))
+                elif o[0] == "SKIP" and not rs:
+                    rs.append(("SKIP", f"kselftest: {o[1]}: {why.get(cur, '')}".rstrip(": ")))
+                rc = 0 if o and o[0] != "FAIL" else rc
+            n = len(rs)
+            if n == 0 or rc != 0 and not any(r == "FAIL" for r, _ in rs):
+                rs.append(("FAIL", f"exit status {rc}, {n} results"))
+            elif plan.get(cur) is not None and plan[cur] != own and \
+                    not (plan[cur] == 0 and all(r == "SKIP" for r, _ in rs)):
+                rs.append(("FAIL", f"planned {plan[cur]} tests, saw {own}"))
             cur = None
             continue
         if cur is None:
             continue
-        m = re.match(r"^1\.\.(\d+)", l)
+        if cur.startswith("ksft:"):
+            m = KSFT.match(l)
+            if m:
+                # run_kselftest.sh's result for the program.
+                res = "FAIL" if m.group(1) == "not ok" else (DIRECTIVE.get(m.group(5), "PASS"))
+                outer[cur] = (res, (m.group(3).strip() + " " + (m.group(4) or "")).strip())
+                continue
+            if not l.startswith("# "):
+                continue
+            l = l[2:]
+        m = re.match(r"^1\.\.(\d+)(?:\s*#\s*SKIP\s*(.*))?", l)
         if m and plan.get(cur) is None:
             plan[cur] = int(m.group(1))
+            if m.group(2):
+                why[cur] = m.group(2).strip()
             continue
         m = TAP.match(l)
         if m and m.group(1) == "":
