@@ -100,6 +100,29 @@ build_initramfs() {
 	cp "$work"/tests/bin/* "$root/tests/"
 	install -m 0755 "$REPO"/tests/*.sh "$root/tests/"
 	cp "$KERNEL_SRC/tools/testing/selftests/kselftest/ktap_helpers.sh" "$root/tests/"
+	# The kselftests (selftests/, linked into the tree as
+	# tools/testing/selftests/drivers/nvdimm/virtio_pmem by scripts/build.sh), built
+	# static against the build's exported headers and installed in /kselftest with the
+	# kernel's run_kselftest.sh; the guest runs them through it ("ksft:" in tests/plan).
+	local ksft=$KERNEL_SRC/tools/testing/selftests
+	[ -e "$ksft/drivers/nvdimm/virtio_pmem/Makefile" ] ||
+		die "no kselftests in $ksft/drivers/nvdimm/virtio_pmem: run scripts/build.sh prepare"
+	command -v rsync >/dev/null || die "rsync is missing (run make setup)"
+	kmake -s -C "$KERNEL_SRC" O="$KBUILD_OUT" headers >/dev/null
+	if ! LDFLAGS=-static make -C "$ksft" O="$KBUILD_OUT" TARGETS=drivers/nvdimm/virtio_pmem \
+		install INSTALL_PATH="$root/kselftest" > "$work/kselftest.log" 2>&1; then
+		cat "$work/kselftest.log" >&2
+		die "kselftest build failed"
+	fi
+	file -L "$root/kselftest/drivers/nvdimm/virtio_pmem/pmem_fsync_test" | grep -q 'statically linked' ||
+		die "the kselftests are not static"
+	# run_kselftest.sh calls GNU timeout: busybox's, adapted (tests/guest/timeout).
+	install -m 0755 "$REPO/tests/guest/timeout" "$root/usr/bin/timeout"
+	# Tests here use the kselftests' helper and shell library too.
+	local f
+	for f in fsync_hammer poison_io pmem_lib.sh badblocks_lib.sh; do
+		cp "$root/kselftest/drivers/nvdimm/virtio_pmem/$f" "$root/tests/"
+	done
 	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$work/base.cpio.gz"
 }
 

@@ -3,12 +3,18 @@
  * Concurrent durability calls on fsdax: 1 to 16 threads each overwrite their
  * own file block by block and make every block durable with fsync, fdatasync
  * or msync(MS_SYNC).  Every call must succeed, and after an unmount/remount
- * every file must hold the last data written.
+ * every file must hold the last data written.  Works with either driver
+ * bound (virtio_pmem or virtio_pmem_rust); skips without a virtio-pmem device
+ * or a bound driver.
+ *
+ * It makes a new ext4 file system on the device and mounts it on /mnt.
+ * Environment: VPMEM_DEV, the block device to test (default: the first
+ * virtio-pmem device's), see pmem_test.h.
  */
 #include <pthread.h>
 #include <sys/mman.h>
 
-#include "kselftest_harness.h"
+#include "../../../kselftest_harness.h"
 #include "pmem_test.h"
 
 #define BLOCK 4096
@@ -181,4 +187,8 @@ TEST_F(threads, all_durable_and_intact)
 		unlink(self->w[i].path);
 }
 
-TEST_HARNESS_MAIN
+int main(int argc, char **argv)
+{
+	vpmem_require();
+	return test_harness_run(argc, argv);
+}

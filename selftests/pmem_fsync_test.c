@@ -2,12 +2,18 @@
 /*
  * fsdax on virtio-pmem: ext4 mounts with -o dax, write/fsync/fdatasync/msync
  * succeed, MAP_SYNC is refused (the region is asynchronous: durability needs
- * an explicit flush), and data survives an unmount/remount.
+ * an explicit flush), and data survives an unmount/remount.  Works with
+ * either driver bound (virtio_pmem or virtio_pmem_rust); skips without a
+ * virtio-pmem device or a bound driver.
+ *
+ * It makes a new ext4 file system on the device and mounts it on /mnt.
+ * Environment: VPMEM_DEV, the block device to test (default: the first
+ * virtio-pmem device's), see pmem_test.h.
  */
 #include <sys/mman.h>
 #include <sys/stat.h>
 
-#include "kselftest_harness.h"
+#include "../../../kselftest_harness.h"
 #include "pmem_test.h"
 
 #define FILE_LEN (1 << 20)
@@ -118,4 +124,8 @@ TEST_F(dax, data_survives_remount)
 	EXPECT_EQ(0, verify_file(self->path, FILE_LEN, 5));
 }
 
-TEST_HARNESS_MAIN
+int main(int argc, char **argv)
+{
+	vpmem_require();
+	return test_harness_run(argc, argv);
+}
