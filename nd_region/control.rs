@@ -172,6 +172,7 @@ mod tests {
                 core::ptr::null_mut(),
                 cmd,
                 core::ptr::from_mut(payload).cast(),
+                // CAST: `len` is at most the size of a command payload.
                 len as c_uint,
                 &mut cmd_rc,
             )
