@@ -44,7 +44,8 @@ ktap_print_msg "CPU vendor $vendor: bank $bank, status $status"
 [ -n "$p0" ] || ktap_exit_fail_msg "no block device on $VPMEM_VDEV"
 s0=$(start_of $p0)
 z0=$(size_of $p0)
-ktap_print_msg "$p0 ($VPMEM_VDEV): region $(region_of $p0) at $(printf %#x "$s0"), $((z0 / MiB)) MiB; second device: ${p1:-none}"
+ktap_print_msg "$p0 ($VPMEM_VDEV): region $(region_of $p0) at $(printf %#x "$s0")," \
+	"$((z0 / MiB)) MiB; second device: ${p1:-none}"
 
 # ---- the raw block device
 inject $((s0 + MiB))
@@ -110,7 +111,7 @@ if [ -n "$p1" ]; then
 	t "an error in the second device is recorded there only" [ $ok = 1 ]
 	$io write /dev/$p1 $MiB 4096 direct > /dev/null
 else
-	ktap_test_skip "an error in the second device is recorded there only: no second virtio-pmem device"
+	ktap_test_skip "an error in the second device is recorded there only: no second device"
 fi
 
 # ---- a file on ext4 -o dax

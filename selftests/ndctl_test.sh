@@ -73,7 +73,8 @@ chardev=$(json chardev /tmp/ns.json)
 echo "# daxctl list:"
 show daxctl list
 ok=0
-[ -n "$chardev" ] && daxctl list | grep -q "\"chardev\":\"$chardev\"" && [ -c "/dev/$chardev" ] && ok=1
+[ -n "$chardev" ] && daxctl list | grep -q "\"chardev\":\"$chardev\"" &&
+	[ -c "/dev/$chardev" ] && ok=1
 t "daxctl list shows the device-dax instance, /dev/${chardev:-daxN.0} exists" [ $ok = 1 ]
 # Leave the device as it was found: a raw namespace.
 ndctl create-namespace -f -e "$ns" -m raw > /tmp/ns.json 2>&1 ||

@@ -16,7 +16,7 @@
 #include "../../../kselftest_harness.h"
 #include "pmem_test.h"
 
-#define FILE_LEN (1 << 20)
+#define FILE_LEN (1024 * 1024)
 
 FIXTURE(dax) {
 	char path[64];

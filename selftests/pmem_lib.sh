@@ -79,7 +79,8 @@ vpmem_require() {
 	fi
 	VPMEM_DRV=$(vpmem_driver "$VPMEM_VDEV") || {
 		ktap_print_header
-		ktap_skip_all "no driver bound to $VPMEM_VDEV (load virtio_pmem or virtio_pmem_rust)"
+		ktap_skip_all "no driver bound to $VPMEM_VDEV" \
+			"(load virtio_pmem or virtio_pmem_rust)"
 		exit "$KSFT_SKIP"
 	}
 	VPMEM_BLK=$(vpmem_wait_blockdev "$VPMEM_VDEV") || VPMEM_BLK=
@@ -116,7 +117,8 @@ leak_mark() {
 leak_count() {
 	sleep 6
 	# A kmemleak that is missing or turned itself off must not pass for "no leaks".
-	if ! echo scan > /sys/kernel/debug/kmemleak || ! echo scan > /sys/kernel/debug/kmemleak; then
+	if ! echo scan > /sys/kernel/debug/kmemleak ||
+	   ! echo scan > /sys/kernel/debug/kmemleak; then
 		echo "# kmemleak is not available" >&2
 		echo unavailable
 		return

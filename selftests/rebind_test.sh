@@ -42,7 +42,10 @@ ktap_print_msg "$dev, driver $VPMEM_DRV (module ${mod:-none}), /dev/$VPMEM_BLK, 
 [ -e $kmemleak ] && leak_mark
 done_cycles=0 hammer_bad=0 gone_bad=0 ok=0 eio=0
 for c in $(seq "$cycles"); do
-	blk=$(vpmem_wait_blockdev "$dev") || { ktap_print_msg "cycle $c: the block device did not come back"; break; }
+	blk=$(vpmem_wait_blockdev "$dev") || {
+		ktap_print_msg "cycle $c: the block device did not come back"
+		break
+	}
 	"$hammer" "/dev/$blk" 8 300 > /tmp/hammer.out 2>&1 &
 	pid=$!
 	sleep 0.1
