@@ -200,7 +200,7 @@ impl virtio::Driver for SampleDriver {
 kernel::module_virtio_driver! {
     type: SampleDriver,
     name: "rust_driver_virtio",
-    authors: ["virtio-pmem-rs developers"],
+    authors: ["Seed c02429f5 maintainers <maintainers@users.noreply.h-seed-c02429f5.example>"],
     description: "Rust virtio driver sample",
     license: "GPL v2",
     params: {

@@ -18,7 +18,6 @@ use crate::{
         SpinLockIrqGuard, //
     },
     time::{
-        delay::fsleep,
         msecs_to_jiffies,
         Delta, //
     },
@@ -38,9 +37,6 @@ use core::{
     },
     ptr, //
 };
-
-/// How long [`Guard::wait_timeout`] sleeps at a time while a signal is pending.
-const SIGNAL_BACKOFF_MS: i64 = 10;
 
 /// Locked virtqueues, which every queue operation needs.
 ///
@@ -339,21 +335,16 @@ impl<H: Handler> Guard<'_, H> {
     /// Sleeps on `cond` for at most `timeout` with the queues unlocked, relocking them before
     /// returning.
     ///
-    /// Returns `false` if the time ran out.
-    /// The sleep is interruptible, so a long one is not reported as a hung task; while a
-    /// signal is pending it becomes a short uninterruptible sleep instead, so callers that loop
-    /// on it do not spin. Wake-ups may be spurious, so check the condition again.
+    /// Returns `false` if the time ran out. The sleep is uninterruptible: a pending signal
+    /// does not end it, so callers that loop on it do not spin. Keep `timeout` short (a
+    /// second or so) and check [`Guard::freezing`] between sleeps, so that neither the hung
+    /// task detector nor the freezer waits on a long one. Wake-ups may be spurious, so check
+    /// the condition again.
     pub fn wait_timeout(&mut self, cond: &CondVar, timeout: Delta) -> bool {
         let ms = u32::try_from(timeout.as_millis_ceil()).unwrap_or(u32::MAX);
-        match cond.wait_interruptible_timeout(&mut *self.0.guard, msecs_to_jiffies(ms)) {
-            CondVarTimeoutResult::Timeout => false,
-            CondVarTimeoutResult::Woken { .. } => true,
-            CondVarTimeoutResult::Signal { .. } => {
-                self.0
-                    .guard
-                    .do_unlocked(|| fsleep(Delta::from_millis(SIGNAL_BACKOFF_MS)));
-                true
-            }
-        }
+        !matches!(
+            cond.wait_timeout(&mut *self.0.guard, msecs_to_jiffies(ms)),
+            CondVarTimeoutResult::Timeout
+        )
     }
 }
