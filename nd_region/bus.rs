@@ -190,7 +190,7 @@ impl<'bound, F: Flush> Bus<'bound, F> {
         ndr.numa_node = desc.numa_node();
         ndr.target_node = desc.target_node();
         // CAST: The flags are `ND_REGION_*` bits, all below bit 32: they fit in a `c_ulong`.
-        ndr.flags = desc.flags().bits() as c_ulong;
+        ndr.flags = u64::from(desc.flags()) as c_ulong;
         ndr.flush = Some(Self::flush_callback);
         // SAFETY: `inner.bus` is registered (type invariant); `ndr` and `res` are valid for the
         // call, which copies what it keeps; `provider` stays valid until after the bus is

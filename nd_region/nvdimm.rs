@@ -4,7 +4,7 @@
 //!
 //! A provider (a bus driver that found persistent memory) registers an nvdimm [`Bus`] under its
 //! device and creates regions on it; libnvdimm then creates namespaces and the `pmem` block
-//! devices. A region with an asynchronous flush ([`RegionFlags::ASYNC`]) has a [`Flush`]
+//! devices. A region with an asynchronous flush ([`RegionFlag::Async`]) has a [`Flush`]
 //! callback that makes prior writes durable; the block layer's flushes (fsync, msync) end up
 //! there. Memory errors found by the platform are reported with [`record_memory_error`] (or
 //! [`Bus::add_badrange`] and [`Bus::revalidate_poison`]), which turn them into bad blocks of
@@ -31,6 +31,7 @@ pub use self::poison::record_memory_error;
 pub use self::region::{
     RangeError,
     RegionDesc,
+    RegionFlag,
     RegionFlags,
     PAGEMAP_ALIGN, //
 };

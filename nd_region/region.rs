@@ -8,50 +8,26 @@ use crate::{
     prelude::*, //
 };
 
-/// The alignment libnvdimm needs for a [`RegionFlags::PAGEMAP`] region (the memory hotplug
+/// The alignment libnvdimm needs for a [`RegionFlag::Pagemap`] region (the memory hotplug
 /// subsection size), so that its pages can be mapped for DAX.
 pub const PAGEMAP_ALIGN: u64 = 1 << bindings::SUBSECTION_SHIFT;
 
-/// Region flags (`ND_REGION_*` bits of `nd_region_desc.flags`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RegionFlags(u64);
+crate::impl_flags!(
+    /// Region flags: a set of [`RegionFlag`]s (`ND_REGION_*` bits of `nd_region_desc.flags`).
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct RegionFlags(u64);
 
-impl RegionFlags {
-    /// No flags.
-    pub const NONE: Self = Self(0);
-    /// Map the memory with `struct page`s by default (`ND_REGION_PAGEMAP`).
-    ///
-    /// Fsdax then works without a pfn device.
-    pub const PAGEMAP: Self = Self(1 << bindings::ND_REGION_PAGEMAP);
-    /// Writes are durable only after the region's [`Flush`](super::Flush) callback ran
-    /// (`ND_REGION_ASYNC`).
-    ///
-    /// DAX mappings cannot be synchronous (no `MAP_SYNC`).
-    pub const ASYNC: Self = Self(1 << bindings::ND_REGION_ASYNC);
-
-    /// Returns the raw bits.
-    pub const fn bits(self) -> u64 {
-        self.0
+    /// A region flag.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum RegionFlag {
+        /// Maps the memory with `struct page`s by default (`ND_REGION_PAGEMAP`), so that fsdax
+        /// works without a pfn device.
+        Pagemap = 1 << bindings::ND_REGION_PAGEMAP,
+        /// Makes writes durable only after the region's [`Flush`](super::Flush) callback ran
+        /// (`ND_REGION_ASYNC`), so DAX mappings cannot be synchronous (no `MAP_SYNC`).
+        Async = 1 << bindings::ND_REGION_ASYNC,
     }
-
-    /// Returns the flags of both `self` and `other`.
-    pub const fn union(self, other: Self) -> Self {
-        Self(self.0 | other.0)
-    }
-
-    /// Returns whether all of `other` is set in `self`.
-    pub const fn contains(self, other: Self) -> bool {
-        self.0 & other.0 == other.0
-    }
-}
-
-impl core::ops::BitOr for RegionFlags {
-    type Output = Self;
-
-    fn bitor(self, rhs: Self) -> Self {
-        self.union(rhs)
-    }
-}
+);
 
 /// Why a range cannot become a region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +36,7 @@ pub enum RangeError {
     Empty,
     /// The range wraps around the end of the physical address space.
     Wraps,
-    /// A [`RegionFlags::PAGEMAP`] range is not aligned to [`PAGEMAP_ALIGN`].
+    /// A [`RegionFlag::Pagemap`] range is not aligned to [`PAGEMAP_ALIGN`].
     Unaligned,
 }
 
@@ -91,19 +67,20 @@ impl From<RangeError> for Error {
 /// use kernel::nvdimm::{
 ///     RangeError,
 ///     RegionDesc,
+///     RegionFlag,
 ///     RegionFlags,
 ///     PAGEMAP_ALIGN, //
 /// };
 ///
-/// let desc = RegionDesc::new(1 << 32, 1 << 30, RegionFlags::PAGEMAP | RegionFlags::ASYNC)?;
+/// let desc = RegionDesc::new(1 << 32, 1 << 30, RegionFlag::Pagemap | RegionFlag::Async)?;
 /// assert_eq!(desc.end(), (1 << 32) + (1 << 30) - 1);
 /// assert!(desc.contains(1 << 32, 4096));
 /// assert!(!desc.contains((1 << 32) + (1 << 30), 1));
-/// assert_eq!(RegionDesc::new(0, 0, RegionFlags::NONE).err(), Some(RangeError::Empty));
-/// assert_eq!(RegionDesc::new(u64::MAX, 2, RegionFlags::NONE).err(), Some(RangeError::Wraps));
-/// let odd = RegionDesc::new(PAGEMAP_ALIGN, 4096, RegionFlags::PAGEMAP);
+/// assert_eq!(RegionDesc::new(0, 0, RegionFlags::empty()).err(), Some(RangeError::Empty));
+/// assert_eq!(RegionDesc::new(u64::MAX, 2, RegionFlags::empty()).err(), Some(RangeError::Wraps));
+/// let odd = RegionDesc::new(PAGEMAP_ALIGN, 4096, RegionFlag::Pagemap);
 /// assert_eq!(odd.err(), Some(RangeError::Unaligned));
-/// assert!(RegionDesc::new(PAGEMAP_ALIGN + 4096, 4096, RegionFlags::NONE).is_ok());
+/// assert!(RegionDesc::new(PAGEMAP_ALIGN + 4096, 4096, RegionFlags::empty()).is_ok());
 /// # Ok::<(), Error>(())
 /// ```
 #[derive(Clone, Copy, Debug)]
@@ -120,13 +97,14 @@ impl RegionDesc {
     ///
     /// The description holds the NUMA node of the memory and its target node (the node the memory
     /// would join if onlined). Fails for an empty range, one that wraps around the address space,
-    /// or a [`RegionFlags::PAGEMAP`] one not aligned to [`PAGEMAP_ALIGN`].
-    pub fn new(start: u64, size: u64, flags: RegionFlags) -> Result<Self, RangeError> {
+    /// or a [`RegionFlag::Pagemap`] one not aligned to [`PAGEMAP_ALIGN`].
+    pub fn new(start: u64, size: u64, flags: impl Into<RegionFlags>) -> Result<Self, RangeError> {
+        let flags = flags.into();
         if size == 0 {
             return Err(RangeError::Empty);
         }
         start.checked_add(size - 1).ok_or(RangeError::Wraps)?;
-        if flags.contains(RegionFlags::PAGEMAP)
+        if flags.contains(RegionFlag::Pagemap)
             && (start % PAGEMAP_ALIGN != 0 || size % PAGEMAP_ALIGN != 0)
         {
             return Err(RangeError::Unaligned);

@@ -25,7 +25,7 @@ use kernel::{
     nvdimm::{
         self,
         RegionDesc,
-        RegionFlags, //
+        RegionFlag, //
     },
     prelude::*,
     sync::Arc,
@@ -135,7 +135,7 @@ impl virtio::Driver for SampleDriver {
         if module_parameters::leak_bus.value() {
             let parent: &'bound device::Device<Bound> = vdev.as_ref();
             let mut bus = nvdimm::Bus::register(parent, c"rust-sample", None, None)?;
-            let desc = RegionDesc::new(start, size, RegionFlags::ASYNC)?;
+            let desc = RegionDesc::new(start, size, RegionFlag::Async)?;
             bus.create_pmem_region(&desc, Arc::new(SampleFlush, GFP_KERNEL)?)?;
             dev_info!(vdev, "nvdimm bus registered, handle leaked\n");
             core::mem::forget(bus);

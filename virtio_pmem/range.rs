@@ -7,6 +7,7 @@ use kernel::{
     nvdimm::{
         RangeError,
         RegionDesc,
+        RegionFlag,
         RegionFlags, //
     },
     prelude::*,
@@ -25,8 +26,11 @@ const CONFIG_SIZE: usize = core::mem::offset_of!(uapi::virtio_pmem_config, size)
 // CAST: The region id is 0.
 const SHMEM_REGION: u8 = uapi::VIRTIO_PMEM_SHMEM_REGION_ID as u8;
 
-/// The region: mapped with pages (fsdax without a pfn device), durable only after a flush.
-const FLAGS: RegionFlags = RegionFlags::PAGEMAP.union(RegionFlags::ASYNC);
+/// Returns the region's flags: mapped with pages (fsdax without a pfn device), durable only
+/// after a flush.
+fn flags() -> RegionFlags {
+    RegionFlag::Pagemap | RegionFlag::Async
+}
 
 /// Withdraws `VIRTIO_PMEM_F_SHMEM_REGION` if the device offers it without region 0: the range
 /// then comes from the configuration space.
@@ -52,7 +56,7 @@ pub(crate) enum Refusal {
 /// Returns the region for a range as read from the device (`Err` if it could not be read).
 pub(crate) fn region(range: Result<(u64, u64)>) -> Result<RegionDesc, Refusal> {
     let (start, size) = range.map_err(Refusal::Unreadable)?;
-    RegionDesc::new(start, size, FLAGS).map_err(Refusal::Bad)
+    RegionDesc::new(start, size, flags()).map_err(Refusal::Bad)
 }
 
 /// Reads the range and checks that libnvdimm can map it.
@@ -100,8 +104,8 @@ mod tests {
     fn good_range_is_an_async_pagemap_region() {
         let desc = region(Ok((4 * GIB, GIB))).expect("a 1 GiB range at 4 GiB is good");
         assert_eq!((desc.start(), desc.size()), (4 * GIB, GIB));
-        assert!(desc.flags().contains(RegionFlags::PAGEMAP));
-        assert!(desc.flags().contains(RegionFlags::ASYNC));
+        assert!(desc.flags().contains(RegionFlag::Pagemap));
+        assert!(desc.flags().contains(RegionFlag::Async));
     }
 
     #[test]
