@@ -30,13 +30,9 @@ for arg in $(cat /proc/cmdline); do
 done
 mnt=/mnt/soak
 drv=/sys/bus/virtio/drivers/virtio_pmem_rust
-mce=/sys/kernel/debug/mce-inject
-MiB=1048576
-vendor=$(sed -n 's/^vendor_id[[:space:]]*: //p' /proc/cpuinfo | head -1)
-case $vendor in
-GenuineIntel) bank=1 status=0xbc0000000000009f ;;
-*) bank=4 status=0xbc00000000080000 ;;
-esac
+# mce-inject's software machine checks: inject(), start_of(), MiB.
+io=/tests/poison_io
+. /tests/badblocks_lib.sh
 
 # The virtio device behind a pmem block device, e.g. virtio0.
 virtio_of() {
@@ -135,12 +131,7 @@ while [ "$(cut -d. -f1 /proc/uptime)" -lt $end ]; do
 		n_unbind=$((n_unbind + 1))
 		;;
 	memory)
-		s0=$(($(cat "$(dirname "$(readlink -f /sys/block/pmem0/device)")/resource")))
-		echo sw > $mce/flags
-		echo $status > $mce/status
-		echo 0x8c > $mce/misc
-		printf '%#x\n' $((s0 + 16 * MiB)) > $mce/addr
-		echo $bank > $mce/bank
+		inject $(($(start_of pmem0) + 16 * MiB))
 		sleep 0.3
 		ok=1
 		grep -qx '32768 8' /sys/block/pmem0/badblocks || ok=0
