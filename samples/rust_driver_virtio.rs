@@ -2,43 +2,28 @@
 
 //! Rust virtio driver sample.
 //!
-//! Binds to a virtio-pmem device, logs its configuration, and sends it one flush request,
-//! whose answer the virtqueue callback logs. Unbinding with the request still queued is fine:
-//! the bus hands it back to [`Handler::reclaim`](virtio::Handler::reclaim).
-//!
-//! With `malformed=1` the request lacks its device-readable part: the device rejects it and
-//! asks for a reset (`NEEDS_RESET`), which [`virtio::Driver::config_changed`] reports.
-//!
-//! Three parameters probe the abstractions' limits, for the tests: `config_offset=N` reads a
-//! 64-bit configuration field at byte `N` (refused past `struct virtio_pmem_config`);
-//! `stop_probe=1` keeps flushes going at unbind and tries to notify the device once the bus is
-//! stopping the queue (refused); `leak_bus=1` registers an nvdimm bus with a region over the
-//! device's memory and leaks the handle (the bus still goes away at unbind).
+//! Binds to a virtio entropy device (virtio-rng), asks it for random bytes once, and logs how
+//! many came back from the virtqueue callback. Unbinding with the request still queued is fine:
+//! the bus resets the device and hands the request back to
+//! [`Handler::reclaim`](virtio::Handler::reclaim).
 
-use core::mem::offset_of;
 use kernel::{
     device::{
-        self,
         Bound,
         Core, //
     },
-    nvdimm::{
-        self,
-        RegionDesc,
-        RegionFlag, //
-    },
     prelude::*,
     sync::Arc,
-    uapi::{
-        self,
-        virtio_pmem_config, //
-    },
+    uapi,
     virtio::{
         self,
         Request,
         Virtqueues, //
     }, //
 };
+
+/// How many random bytes the sample asks for.
+const ENTROPY_BYTES: usize = 32;
 
 /// The queue's handler.
 struct SampleHandler;
@@ -48,8 +33,6 @@ struct SampleHandler;
 struct SampleState {
     /// The request, whenever the device does not hold it.
     req: Option<Request<()>>,
-    /// With `stop_probe`: the driver is unbinding, keep the request going.
-    unbinding: bool,
 }
 
 impl virtio::Handler for SampleHandler {
@@ -59,36 +42,14 @@ impl virtio::Handler for SampleHandler {
 
     fn callback(&self, queues: &mut virtio::Locked<'_, Self>, index: usize) {
         while let Some((req, used)) = queues.get_buf(index) {
-            let ret = req
-                .input()
-                .first_chunk::<4>()
-                .copied()
-                .map(u32::from_le_bytes);
-            if !queues.state().unbinding {
-                pr_info!("flush answered: {used} bytes used, ret {ret:?}\n");
-                queues.state().req = Some(req);
-                continue;
-            }
-            // Send it again until the bus refuses it, then try to notify the device.
-            match queues.add(index, req) {
-                Ok(()) => {
-                    queues.kick(index);
-                }
-                Err((req, e)) => {
-                    let notified = queues.kick(index);
-                    let verdict = if notified { "allowed" } else { "refused" };
-                    let errno = e.to_errno();
-                    pr_info!("notify while stopping (add: {errno}): {verdict}\n");
-                    queues.state().req = Some(req);
-                }
-            }
+            let dev = queues.device();
+            dev_info!(dev, "received {used} random bytes\n");
+            queues.state().req = Some(req);
         }
     }
 
     fn reclaim(&self, state: &mut Self::State, (): &mut (), req: Request<()>, used: Option<u32>) {
-        if !state.unbinding {
-            pr_info!("request reclaimed at unbind (used: {used:?})\n");
-        }
+        pr_info!("request reclaimed at unbind (used: {used:?})\n");
         state.req = Some(req);
     }
 }
@@ -97,98 +58,44 @@ struct SampleDriver {
     vqs: Arc<Virtqueues<SampleHandler>>,
 }
 
-kernel::virtio_device_table!(VIRTIO_TABLE, [virtio::DeviceId::new(uapi::VIRTIO_ID_PMEM)]);
-
-/// The flush callback of the region that `leak_bus=1` registers.
-///
-/// The sample does not flush the device, so nothing written to the region is ever durable:
-/// every flush fails.
-struct SampleFlush;
-
-impl nvdimm::Flush for SampleFlush {
-    fn flush(&self) -> Result {
-        pr_info!("sample region flush refused: the sample makes nothing durable\n");
-        Err(EIO)
-    }
-}
+kernel::virtio_device_table!(VIRTIO_TABLE, [virtio::DeviceId::new(uapi::VIRTIO_ID_RNG)]);
 
 #[vtable]
 impl virtio::Driver for SampleDriver {
     type Data<'bound> = Self;
 
     const ID_TABLE: virtio::IdTable = &VIRTIO_TABLE;
-    const FEATURES: &'static [u32] = &[uapi::VIRTIO_PMEM_F_SHMEM_REGION];
 
     fn probe<'bound>(vdev: &'bound virtio::Device<Core<'_>>) -> impl PinInit<Self, Error> + 'bound {
-        let (start, size) = vdev.read_config::<virtio_pmem_config, _>(|c| {
-            Ok((
-                c.read_le64(offset_of!(virtio_pmem_config, start))?,
-                c.read_le64(offset_of!(virtio_pmem_config, size))?,
-            ))
-        })?;
-        if let Ok(offset) = usize::try_from(module_parameters::config_offset.value()) {
-            match vdev.read_config::<virtio_pmem_config, _>(|c| c.read_le64(offset)) {
-                Ok(value) => dev_info!(vdev, "config field at {offset}: {value:#x}\n"),
-                Err(e) => dev_info!(vdev, "config field at {offset}: error {}\n", e.to_errno()),
-            }
-        }
-        if module_parameters::leak_bus.value() {
-            let parent: &'bound device::Device<Bound> = vdev.as_ref();
-            let mut bus = nvdimm::Bus::register(parent, c"rust-sample", None, None)?;
-            let desc = RegionDesc::new(start, size, RegionFlag::Async)?;
-            bus.create_pmem_region(&desc, Arc::new(SampleFlush, GFP_KERNEL)?)?;
-            dev_info!(vdev, "nvdimm bus registered, handle leaked\n");
-            core::mem::forget(bus);
-        }
-        let shm = vdev.has_feature(uapi::VIRTIO_PMEM_F_SHMEM_REGION);
         dev_info!(
             vdev,
-            "virtio device {} (vendor {:#x}): start {start:#x}, size {size:#x}, shm region {shm}\n",
+            "probing virtio device {} (vendor {:#x})\n",
             vdev.device_id(),
             vdev.vendor_id()
         );
 
-        let malformed = module_parameters::malformed.value();
-        let mut req = Request::new(if malformed { 0 } else { 4 }, 4, (), GFP_KERNEL)?;
-        if !malformed {
-            req.out_mut()
-                .copy_from_slice(&uapi::VIRTIO_PMEM_REQ_TYPE_FLUSH.to_le_bytes());
-        }
-        req.input_mut().copy_from_slice(&1u32.to_le_bytes());
-
-        let vqs = vdev.find_vqs(&[c"flush_queue"], SampleHandler, SampleState::default())?;
+        // The entropy device only writes: the request has no device-readable part.
+        let req = Request::new(0, ENTROPY_BYTES, (), GFP_KERNEL)?;
+        let vqs = vdev.find_vqs(&[c"input"], SampleHandler, SampleState::default())?;
         vdev.ready();
-        {
-            let mut queues = vqs.lock();
-            match queues.add(0, req) {
-                Ok(()) => {
-                    queues.kick(0);
-                }
-                Err((req, e)) => {
-                    dev_warn!(vdev, "cannot queue the flush: {e:?}\n");
-                    queues.state().req = Some(req);
-                }
+
+        let mut queues = vqs.lock();
+        match queues.add(0, req) {
+            Ok(()) => {
+                queues.kick(0);
+            }
+            Err((req, e)) => {
+                dev_warn!(vdev, "cannot queue the request: {e:?}\n");
+                queues.state().req = Some(req);
             }
         }
+        drop(queues);
         Ok(Self { vqs })
     }
 
     fn unbind<'bound>(vdev: &'bound virtio::Device<Core<'_>>, this: Pin<&Self>) {
-        let mut queues = this.vqs.lock();
-        let idle = queues.state().req.is_some();
-        if !module_parameters::stop_probe.value() {
-            dev_info!(vdev, "unbinding; request idle: {idle}\n");
-            return;
-        }
-        queues.state().unbinding = true;
-        if let Some(req) = queues.state().req.take() {
-            match queues.add(0, req) {
-                Ok(()) => {
-                    queues.kick(0);
-                }
-                Err((req, _)) => queues.state().req = Some(req),
-            }
-        }
+        let idle = this.vqs.lock().state().req.is_some();
+        dev_info!(vdev, "unbinding; request idle: {idle}\n");
     }
 
     fn config_changed<'bound>(vdev: &'bound virtio::Device<Bound>, _this: Pin<&Self>) {
@@ -203,22 +110,4 @@ kernel::module_virtio_driver! {
     authors: ["Seed c02429f5 maintainers <maintainers@users.noreply.h-seed-c02429f5.example>"],
     description: "Rust virtio driver sample",
     license: "GPL v2",
-    params: {
-        malformed: bool {
-            default: false,
-            description: "Send a request the device must reject, so that it asks for a reset",
-        },
-        config_offset: i64 {
-            default: -1,
-            description: "Read a 64-bit configuration field at this byte offset at probe",
-        },
-        stop_probe: bool {
-            default: false,
-            description: "At unbind, keep flushing and try to notify the device while stopping",
-        },
-        leak_bus: bool {
-            default: false,
-            description: "Register an nvdimm bus and region over the device, and leak the handle",
-        },
-    },
 }

@@ -7,7 +7,9 @@
 #   2. link the project's files to their in-tree homes (kernel/files.map),
 #   3. configure $KBUILD_OUT from tinyconfig + kernel/*.config and check that
 #      every requested option survived,
-#   4. make bzImage modules, install modules into $KBUILD_OUT/mods.
+#   4. make bzImage modules, install modules into $KBUILD_OUT/mods,
+#   5. build the project's test modules (tests/modules, not part of the series) out
+#      of tree against it and install them there too (default variant only).
 #
 # Environment: KERNEL_SRC (a 7.3 tree; default: the one setup unpacked),
 # KBUILD_OUT (output dir), JOBS, EXTRA_MAKEFLAGS (e.g. CLIPPY=1), VPMEM_VARIANT
@@ -117,8 +119,21 @@ build() {
 	log "make: done in $((SECONDS - t0)) s"
 }
 
+# tests/modules: out of tree (M=), with its objects in $KBUILD_OUT/tests-modules (MO=),
+# installed beside the kernel's modules (lib/modules/*/updates).
+build_test_modules() {
+	[ -z "$VPMEM_VARIANT" ] || return 0
+	local ext=(M="$REPO/tests/modules" MO="$KBUILD_OUT/tests-modules")
+	log "make: test modules"
+	mkdir -p "$KBUILD_OUT/tests-modules"
+	kmake -s -C "$KERNEL_SRC" O="$KBUILD_OUT" "${ext[@]}" -j"$JOBS" CLIPPY=1 ${EXTRA_MAKEFLAGS:-} \
+		modules 2>&1 | tee "$KBUILD_OUT/tests-modules/build.log"
+	kmake -s -C "$KERNEL_SRC" O="$KBUILD_OUT" "${ext[@]}" INSTALL_MOD_PATH="$KBUILD_OUT/mods" \
+		INSTALL_MOD_STRIP=1 INSTALL_MOD_DIR=updates modules_install >/dev/null
+}
+
 case "${1:-all}" in
 prepare) apply_patches; link_files; configure ;;
-all) apply_patches; link_files; configure; build ;;
+all) apply_patches; link_files; configure; build; build_test_modules ;;
 *) die "usage: $0 [prepare|all]" ;;
 esac

@@ -20,10 +20,12 @@ bad() { echo "check FAILED: $*" >&2; fail=1; }
 # Project Rust files, by their in-tree paths.
 mapfile -t rs_tree < <(awk '$1 ~ /\.rs$/ {print $2}' "$REPO/kernel/files.map")
 mapfile -t rs_repo < <(awk '$1 ~ /\.rs$/ {print $1}' "$REPO/kernel/files.map")
+# The test modules (tests/modules: built out of tree, not part of the series).
+mapfile -t rs_test < <(cd "$REPO" && ls tests/modules/*.rs)
 
 step "rustfmt"
 if ! out=$(cd "$REPO" && /usr/bin/rustfmt --edition 2021 --check \
-		--config-path "$KERNEL_SRC/.rustfmt.toml" "${rs_repo[@]}" 2>&1); then
+		--config-path "$KERNEL_SRC/.rustfmt.toml" "${rs_repo[@]}" "${rs_test[@]}" 2>&1); then
 	echo "$out" | head -40 >&2
 	bad "rustfmt: run 'make fmt'"
 fi
@@ -40,6 +42,16 @@ fi
 if grep -qE '^(warning|error)(\[|:)' "$log_file"; then
 	grep -E -A8 '^(warning|error)(\[|:)' "$log_file" | head -80 >&2
 	bad "clippy/rustc warnings (full log: $log_file)"
+fi
+log_file=$KBUILD_OUT/check-clippy-tests.log
+rm -f "$KBUILD_OUT"/tests-modules/*.o
+if ! kmake -C "$KERNEL_SRC" O="$KBUILD_OUT" M="$REPO/tests/modules" MO="$KBUILD_OUT/tests-modules" \
+		-j"$JOBS" CLIPPY=1 modules >"$log_file" 2>&1; then
+	tail -40 "$log_file" >&2
+	bad "CLIPPY=1 build of the test modules failed"
+elif grep -qE '^(warning|error)(\[|:)' "$log_file"; then
+	grep -E -A8 '^(warning|error)(\[|:)' "$log_file" | head -80 >&2
+	bad "clippy/rustc warnings in the test modules (full log: $log_file)"
 fi
 
 step "rustdoc"
@@ -96,7 +108,7 @@ rm -rf "$kc"
 step "checkpatch"
 cp_opts=(--no-tree --quiet --strict --show-types --ignore SPDX_LICENSE_TAG,FILE_PATH_CHANGES,COMMIT_MESSAGE,GIT_COMMIT_ID,FROM_SIGN_OFF_MISMATCH,MISSING_SIGN_OFF,EMAIL_SUBJECT)
 mapfile -t c_files < <(cd "$REPO" && ls virtio/*.c nd_region/*.c 2>/dev/null)
-for f in "${c_files[@]}" "${rs_repo[@]}" Kconfig virtio_pmem/Makefile; do
+for f in "${c_files[@]}" "${rs_repo[@]}" "${rs_test[@]}" Kconfig virtio_pmem/Makefile; do
 	out=$(perl "$KERNEL_SRC/scripts/checkpatch.pl" "${cp_opts[@]}" -f "$REPO/$f" 2>&1) ||
 		{ echo "$out" >&2; bad "checkpatch: $f"; }
 done

@@ -165,6 +165,12 @@ boot() {
 	case " $extra " in *" vpmem.powercut="*|*" vpmem.bench_backing=shm "*) imgdir=$shm ;; esac
 	for d in ${devs//,/ }; do
 		[ "$d" = - ] && continue
+		# "rng": a virtio entropy device (for the virtio sample driver), limited to
+		# 32 bytes every 2 s, so that requests wait in the queue.
+		if [ "$d" = rng ]; then
+			qargs+=(-device virtio-rng-pci,max-bytes=32,period=2000)
+			continue
+		fi
 		key=${d%%:*} size=${d#*:}
 		img=$imgdir/pmem-$key-$size.img
 		[ -f "$img" ] || truncate -s "$size" "$img"

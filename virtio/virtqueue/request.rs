@@ -4,6 +4,7 @@
 
 use crate::{
     alloc::Flags,
+    bindings,
     ffi::c_void,
     prelude::*, //
 };
@@ -94,10 +95,19 @@ impl<D> Request<D> {
     ///
     /// For instance one the device gave back without an answer, which a host may still answer
     /// after a reset: the buffers are never freed (nor reused); the request keeps its data and
-    /// gets empty buffers.
+    /// gets empty buffers. The buffers are kept on purpose, so kmemleak is told they are no
+    /// leak.
     pub fn quarantine(&mut self) {
-        core::mem::forget(core::mem::take(&mut self.inner.out));
-        core::mem::forget(core::mem::take(&mut self.inner.input));
+        let inner = &mut *self.inner;
+        for buf in [&mut inner.out, &mut inner.input] {
+            let buf = core::mem::take(buf);
+            if buf.capacity() != 0 {
+                // SAFETY: `buf` owns a live `kmalloc` allocation that starts at `buf.as_ptr()`;
+                // it is never freed, as `buf` is forgotten below.
+                unsafe { bindings::kmemleak_not_leak(buf.as_ptr().cast()) };
+            }
+            core::mem::forget(buf);
+        }
     }
 
     /// Converts the request into the token a virtqueue carries for it.

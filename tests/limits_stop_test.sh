@@ -1,15 +1,16 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
 #
-# No notification while the bus stops the queue: the sample, loaded with
-# stop_probe=1, keeps its flush going at unbind; once the bus refuses the
-# request (stopping), it tries to notify the device anyway.  The bus must
-# refuse that too (drivers/virtio/virtio.c: no notifications during reset).
+# No notification while the bus stops the queue: the limits test module
+# (tests/modules), loaded with stop_probe=1, keeps its flush going at unbind;
+# once the bus refuses the request (stopping), it tries to notify the device
+# anyway.  The bus must refuse that too (drivers/virtio/virtio.c: no
+# notifications during reset).
 
 . /tests/ktap_helpers.sh
 . /tests/pmem_lib.sh
 
-mod=rust_driver_virtio
+mod=rust_virtio_limits
 drv=/sys/bus/virtio/drivers/$mod
 dev=$(pmem_virtio_dev)
 
