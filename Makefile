@@ -44,4 +44,4 @@ shell: kernel
 
 fmt:
 	/usr/bin/rustfmt --edition 2021 --config-path $${KERNEL_SRC:-$${XDG_CACHE_HOME:-$$HOME/.cache}/virtio-pmem-rs/linux-7.3}/.rustfmt.toml \
-		$$(awk '$$1 ~ /\.rs$$/ {print $$1}' kernel/files.map)
+		$$(awk '$$1 ~ /\.rs$$/ {print $$1}' kernel/files.map) tests/modules/*.rs

@@ -4,10 +4,10 @@
 
 use super::{
     control,
+    flush::FlushRequest,
     poison,
     Control,
     Flush,
-    FlushRequest,
     RegionDesc, //
 };
 use crate::{
@@ -25,28 +25,20 @@ use crate::{
     },
     prelude::*,
     sync::Arc,
-    types::Opaque,
-    ThisModule, //
+    types::Opaque, //
 };
 use core::ptr::NonNull;
-
-/// A region created on a [`Bus`], with the flush callback its provider data points to.
-struct Region<F: Flush> {
-    raw: NonNull<bindings::nd_region>,
-    /// `Arc::into_raw` of the region's flush callback; released after the bus is gone.
-    flush: *const F,
-}
 
 /// What a registered bus owns; freed by [`release`], the device-managed action of the bus.
 ///
 /// # Invariants
 ///
 /// - `bus` is a bus registered with `desc` and not unregistered yet.
-/// - Each `regions[i].raw` is a region of `bus` whose provider data is `regions[i].flush`, an
-///   `Arc<F>` reference owned by this object.
+/// - Each `flushes[i]` is the provider data of a region of `bus`: an `Arc<F>` reference
+///   (`Arc::into_raw`) owned by this object, released after the bus is gone.
 struct BusInner<F: Flush> {
     bus: NonNull<bindings::nvdimm_bus>,
-    regions: KVec<Region<F>>,
+    flushes: KVec<*const F>,
     /// The bus descriptor, which the bus points to until it is unregistered.
     desc: Opaque<bindings::nvdimm_bus_descriptor>,
     /// What answers the descriptor's `ndctl`, if it has one.
@@ -67,10 +59,10 @@ unsafe extern "C" fn release<F: Flush>(inner: *mut c_void) {
     poison::remove(inner.bus);
     // SAFETY: `inner.bus` is registered (type invariant) and unregistered only here.
     unsafe { bindings::nvdimm_bus_unregister(inner.bus.as_ptr()) };
-    for region in inner.regions.drain_all() {
+    for flush in inner.flushes.drain_all() {
         // SAFETY: The region is gone, so nothing uses its provider data any more; it came
         // from `Arc::into_raw` and is released once, here.
-        drop(unsafe { Arc::from_raw(region.flush) });
+        drop(unsafe { Arc::from_raw(flush) });
     }
     // `inner.desc` is freed with `inner`, after the bus no longer refers to it.
 }
@@ -101,29 +93,26 @@ pub struct Bus<'bound, F: Flush> {
 // from any thread; the flush callbacks are `Send + Sync`.
 unsafe impl<F: Flush> Send for Bus<'_, F> {}
 
-// SAFETY: `&Bus` methods only call libnvdimm functions that do their own locking.
+// SAFETY: `Bus` has no `&self` method: a shared reference gives access to nothing.
 unsafe impl<F: Flush> Sync for Bus<'_, F> {}
 
 impl<'bound, F: Flush> Bus<'bound, F> {
     /// Registers a bus under `parent`, named by `provider` (shown in sysfs and by ndctl).
     ///
-    /// With `module`, libnvdimm pins that module while a namespace of the bus is bound, so
-    /// unloading it fails while the `pmem` device exists. Without, the module can be unloaded
-    /// at any time: unloading unbinds the parent, which drops the bus, which removes the
-    /// regions before any of the module's code can go away.
+    /// The provider's module can be unloaded at any time: unloading unbinds the parent, which
+    /// drops the bus, which removes the regions before any of the module's code can go away.
     ///
     /// With `control`, libnvdimm asks it to clear memory errors that writes overwrite (see
     /// [`Control`]); without, such writes succeed but the errors stay recorded on the bus.
     pub fn register(
         parent: &'bound device::Device<Bound>,
         provider: &'static CStr,
-        module: Option<&'static ThisModule>,
         control: Option<&'static dyn Control>,
     ) -> Result<Self> {
         let inner = KBox::new(
             BusInner::<F> {
                 bus: NonNull::dangling(),
-                regions: KVec::new(),
+                flushes: KVec::new(),
                 desc: Opaque::zeroed(),
                 control,
             },
@@ -135,7 +124,6 @@ impl<'bound, F: Flush> Bus<'bound, F> {
         // SAFETY: `desc` is a valid, zeroed descriptor not yet shared with C.
         unsafe {
             (*desc).provider_name = provider.as_char_ptr().cast_mut();
-            (*desc).module = module.map_or(core::ptr::null_mut(), |m| m.as_ptr());
             if control.is_some() {
                 (*desc).ndctl = Some(Self::ndctl_callback);
             }
@@ -166,20 +154,13 @@ impl<'bound, F: Flush> Bus<'bound, F> {
         })
     }
 
-    /// Returns what the bus owns.
-    fn inner(&self) -> &BusInner<F> {
-        // SAFETY: By the type invariant the action has not run, so `inner` is valid; only
-        // `&mut self` methods change it.
-        unsafe { self.inner.as_ref() }
-    }
-
     /// Creates a persistent memory region for `desc` whose flushes go to `flush`.
     ///
     /// The region can issue I/O (and so flushes) before this returns.
     pub fn create_pmem_region(&mut self, desc: &RegionDesc, flush: Arc<F>) -> Result {
         // SAFETY: By the type invariant `inner` is valid; `&mut self` makes this the only access.
         let inner = unsafe { self.inner.as_mut() };
-        inner.regions.reserve(1, GFP_KERNEL)?;
+        inner.flushes.reserve(1, GFP_KERNEL)?;
         let mut res: bindings::resource = pin_init::zeroed();
         res.start = desc.start();
         res.end = desc.end();
@@ -203,45 +184,12 @@ impl<'bound, F: Flush> Bus<'bound, F> {
         };
         // INVARIANT: The region is on the bus, with `provider` as its provider data.
         inner
-            .regions
-            .push_within_capacity(Region {
-                raw,
-                flush: provider,
-            })
+            .flushes
+            .push_within_capacity(provider)
             .map_err(|_| ENOMEM)?;
         // SAFETY: The bus is registered with `raw` on it until `release` unregisters it, after
         // taking the bus's regions off the list.
         unsafe { poison::add(desc.start(), desc.end(), inner.bus, raw) }
-    }
-
-    /// Records a memory error at `addr..addr + len` (a bad range of the bus).
-    ///
-    /// The `pmem` devices see it after [`Bus::revalidate_poison`].
-    pub fn add_badrange(&self, addr: u64, len: u64) -> Result {
-        // SAFETY: The bus is registered (type invariant of `BusInner`).
-        to_result(unsafe {
-            bindings::nvdimm_bus_add_badrange(self.inner().bus.as_ptr(), addr, len)
-        })
-    }
-
-    /// Makes every region re-read the bus's bad ranges into its devices' bad blocks.
-    ///
-    /// Sleeps (takes the regions' device locks).
-    pub fn revalidate_poison(&self) {
-        for region in self.inner().regions.iter() {
-            // SAFETY: `region.raw` is a region of the registered bus (type invariant).
-            unsafe {
-                bindings::nvdimm_region_notify(
-                    region.raw.as_ptr(),
-                    bindings::nvdimm_event_NVDIMM_REVALIDATE_POISON,
-                )
-            };
-        }
-    }
-
-    /// Returns the number of regions created on the bus.
-    pub fn region_count(&self) -> usize {
-        self.inner().regions.len()
     }
 
     /// Answers a bus command: the `ndctl` callback of the bus descriptor.

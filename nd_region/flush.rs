@@ -13,7 +13,7 @@ use core::{
 
 /// Makes writes to a region durable.
 ///
-/// libnvdimm calls the region's callback in two ways (see [`FlushRequest`]): with no bio, as
+/// libnvdimm calls the region's callback in two ways: with no bio, as
 /// for a `REQ_PREFLUSH` or a region's `deep_flush`, where the caller waits for the answer; or
 /// with a write bio that asked for `REQ_FUA`, whose data is already in place: the bio is
 /// handed over and completed when the flush is done, without blocking its submitter.
@@ -32,7 +32,7 @@ pub trait Flush: Send + Sync + 'static {
 }
 
 /// What a region asks of its [`Flush`] callback.
-pub enum FlushRequest {
+pub(super) enum FlushRequest {
     /// Flush now; the caller sleeps until [`Flush::flush`] returns.
     Sync,
     /// Flush, then complete this bio (`NVDIMM_FLUSH_ASYNC`).
@@ -52,11 +52,6 @@ impl FlushRequest {
             Some(bio) => Self::Bio(FlushBio(bio)),
             None => Self::Sync,
         }
-    }
-
-    /// Returns whether the caller waits for the flush (no bio).
-    pub fn is_sync(&self) -> bool {
-        matches!(self, Self::Sync)
     }
 }
 
@@ -103,20 +98,17 @@ unsafe fn complete(bio: NonNull<bindings::bio>, result: Result) {
     unsafe { bindings::bio_endio(bio) };
 }
 
-/// A FIFO list of [`FlushBio`]s, linked through the bios themselves so that adding one never
-/// allocates.
+/// A FIFO list of [`FlushBio`]s: a `struct bio_list`, linked through the bios themselves, so
+/// that adding one never allocates.
 ///
 /// Dropping the list ends the bios still on it with an error.
 ///
 /// # Invariants
 ///
-/// `head` is null or the first of a chain of owned [`FlushBio`] bios linked through `bi_next`
-/// and ending at `tail`, whose `bi_next` is null; `tail` is null when `head` is.
-pub struct FlushBioList {
-    head: *mut bindings::bio,
-    tail: *mut bindings::bio,
-    len: usize,
-}
+/// `self.0` is a valid `struct bio_list` whose bios are owned [`FlushBio`] bios: their
+/// completion belongs to the list. A `bio_list` holds no pointer to itself, so the list may
+/// move.
+pub struct FlushBioList(bindings::bio_list);
 
 // SAFETY: The list owns its bios, which may be completed from any thread.
 unsafe impl Send for FlushBioList {}
@@ -130,76 +122,35 @@ impl Default for FlushBioList {
 impl FlushBioList {
     /// Creates an empty list.
     pub const fn new() -> Self {
-        // INVARIANT: The list is empty: `head` and `tail` are null.
-        Self {
+        // INVARIANT: An empty `bio_list` (what `bio_list_init()` makes) owns no bio.
+        Self(bindings::bio_list {
             head: core::ptr::null_mut(),
             tail: core::ptr::null_mut(),
-            len: 0,
-        }
-    }
-
-    /// Returns the number of bios on the list.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Returns whether the list is empty.
-    pub fn is_empty(&self) -> bool {
-        self.head.is_null()
+        })
     }
 
     /// Adds `bio` at the end.
     pub fn push(&mut self, bio: FlushBio) {
         let bio = ManuallyDrop::new(bio).0.as_ptr();
-        // SAFETY: We own `bio` (taken from a `FlushBio`), so its `bi_next` is ours to use; `tail`
-        // is null or a bio on the list (type invariant).
-        unsafe {
-            (*bio).bi_next = core::ptr::null_mut();
-            if self.tail.is_null() {
-                self.head = bio;
-            } else {
-                (*self.tail).bi_next = bio;
-            }
-        }
-        // INVARIANT: `bio` is owned by the list now, linked at its end with a null `bi_next`.
-        self.tail = bio;
-        self.len += 1;
+        // SAFETY: `self.0` is a valid list (type invariant); `bio` is a valid bio whose
+        // completion we own (taken from a `FlushBio`), so its `bi_next` is ours to use.
+        // INVARIANT: The list owns the bio's completion now.
+        unsafe { bindings::bio_list_add(&mut self.0, bio) };
     }
 
     /// Takes the first bio.
-    pub fn pop(&mut self) -> Option<FlushBio> {
-        let bio = NonNull::new(self.head)?;
-        // SAFETY: `bio` is on the list (type invariant), so valid and owned by it.
-        unsafe {
-            self.head = (*bio.as_ptr()).bi_next;
-            (*bio.as_ptr()).bi_next = core::ptr::null_mut();
-        }
-        if self.head.is_null() {
-            self.tail = core::ptr::null_mut();
-        }
-        self.len -= 1;
-        // INVARIANT: The bio left the list, so its ownership moves to the new `FlushBio`.
+    fn pop(&mut self) -> Option<FlushBio> {
+        // SAFETY: `self.0` is a valid list (type invariant).
+        let bio = NonNull::new(unsafe { bindings::bio_list_pop(&mut self.0) })?;
+        // INVARIANT: The bio left the list, so its completion moves to the new `FlushBio`.
         Some(FlushBio(bio))
     }
 
     /// Moves all of `other` to the end of `self`, in constant time.
     pub fn append(&mut self, other: &mut Self) {
-        if other.head.is_null() {
-            return;
-        }
-        if self.tail.is_null() {
-            self.head = other.head;
-        } else {
-            // SAFETY: `self.tail` is the last bio of `self` (type invariant), owned by the list.
-            unsafe { (*self.tail).bi_next = other.head };
-        }
-        self.tail = other.tail;
-        self.len += other.len;
-        // INVARIANT: The chain moved to `self`; `other` is left empty (not dropped: it no
-        // longer owns the bios).
-        other.head = core::ptr::null_mut();
-        other.tail = core::ptr::null_mut();
-        other.len = 0;
+        // SAFETY: Both lists are valid (type invariant) and distinct (two `&mut`).
+        unsafe { bindings::bio_list_merge_init(&mut self.0, &mut other.0) };
+        // INVARIANT: The bios of `other` moved to `self`; `other` is left empty.
     }
 
     /// Ends every bio on the list with `result`.
@@ -225,18 +176,16 @@ mod tests {
     fn null_bio_is_a_sync_flush() {
         // SAFETY: A null bio is always allowed.
         let req = unsafe { FlushRequest::from_raw(core::ptr::null_mut()) };
-        assert!(req.is_sync());
+        assert!(matches!(req, FlushRequest::Sync));
     }
 
     #[test]
     fn empty_bio_list() {
         let mut list = FlushBioList::new();
-        assert!(list.is_empty());
-        assert_eq!(list.len(), 0);
         assert!(list.pop().is_none());
         let mut other = FlushBioList::new();
         list.append(&mut other);
-        assert!(list.is_empty() && other.is_empty());
+        assert!(list.pop().is_none() && other.pop().is_none());
         list.end_all(Ok(()));
     }
 }

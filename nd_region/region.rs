@@ -74,8 +74,6 @@ impl From<RangeError> for Error {
 ///
 /// let desc = RegionDesc::new(1 << 32, 1 << 30, RegionFlag::Pagemap | RegionFlag::Async)?;
 /// assert_eq!(desc.end(), (1 << 32) + (1 << 30) - 1);
-/// assert!(desc.contains(1 << 32, 4096));
-/// assert!(!desc.contains((1 << 32) + (1 << 30), 1));
 /// assert_eq!(RegionDesc::new(0, 0, RegionFlags::empty()).err(), Some(RangeError::Empty));
 /// assert_eq!(RegionDesc::new(u64::MAX, 2, RegionFlags::empty()).err(), Some(RangeError::Wraps));
 /// let odd = RegionDesc::new(PAGEMAP_ALIGN, 4096, RegionFlag::Pagemap);
@@ -146,21 +144,12 @@ impl RegionDesc {
     }
 
     /// Returns the NUMA node of the memory.
-    pub fn numa_node(&self) -> i32 {
+    pub(super) fn numa_node(&self) -> i32 {
         self.numa_node
     }
 
     /// Returns the node the memory would join if onlined as system RAM.
-    pub fn target_node(&self) -> i32 {
+    pub(super) fn target_node(&self) -> i32 {
         self.target_node
-    }
-
-    /// Returns whether `addr..addr + len` lies entirely inside the range.
-    pub fn contains(&self, addr: u64, len: u64) -> bool {
-        len != 0
-            && addr >= self.start
-            && addr
-                .checked_add(len - 1)
-                .is_some_and(|last| last <= self.end())
     }
 }

@@ -32,11 +32,10 @@ struct SampleHandler;
 #[derive(Default)]
 struct SampleState {
     /// The request, whenever the device does not hold it.
-    req: Option<Request<()>>,
+    req: Option<Request>,
 }
 
 impl virtio::Handler for SampleHandler {
-    type Data = ();
     type State = SampleState;
     type Finished = ();
 
@@ -48,7 +47,7 @@ impl virtio::Handler for SampleHandler {
         }
     }
 
-    fn reclaim(&self, state: &mut Self::State, (): &mut (), req: Request<()>, used: Option<u32>) {
+    fn reclaim(&self, state: &mut Self::State, (): &mut (), req: Request, used: Option<u32>) {
         pr_info!("request reclaimed at unbind (used: {used:?})\n");
         state.req = Some(req);
     }
@@ -75,7 +74,7 @@ impl virtio::Driver for SampleDriver {
         );
 
         // The entropy device only writes: the request has no device-readable part.
-        let req = Request::new(0, ENTROPY_BYTES, (), GFP_KERNEL)?;
+        let req = Request::new(0, ENTROPY_BYTES, GFP_KERNEL)?;
         let vqs = vdev.find_vqs(&[c"input"], SampleHandler, SampleState::default())?;
         vdev.ready();
 

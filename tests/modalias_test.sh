@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # The id tables made with virtio_device_table! give modpost the aliases that
-# let udev/modprobe load the Rust modules for a virtio-pmem device (27).
+# let udev/modprobe load the Rust modules: the driver for a virtio-pmem device
+# (27), the sample for a virtio-rng device (4).
 
 . /tests/ktap_helpers.sh
 
@@ -12,8 +13,8 @@ ktap_set_plan 3
 ktap_print_msg "$(grep -c . "$aliases") aliases; $(grep -i 'virtio:d0000001B' "$aliases" | tr '\n' ';')"
 ktap_test_result "virtio_pmem_rust: alias virtio:d0000001Bv*" \
 	grep -qx 'alias.virtio:d0000001Bv\*.virtio_pmem_rust' "$aliases"
-ktap_test_result "rust_driver_virtio: alias virtio:d0000001Bv*" \
-	grep -qx 'alias.virtio:d0000001Bv\*.rust_driver_virtio' "$aliases"
+ktap_test_result "rust_driver_virtio: alias virtio:d00000004v*" \
+	grep -qx 'alias.virtio:d00000004v\*.rust_driver_virtio' "$aliases"
 ktap_test_result "the C driver has the same alias" \
 	grep -qx 'alias.virtio:d0000001Bv\*.virtio_pmem' "$aliases"
 ktap_finished

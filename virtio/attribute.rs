@@ -62,6 +62,14 @@ pub type Store<T> = for<'b> fn(&Device<Bound>, Pin<&<T as Driver>::Data<'b>>, &[
 ///     Ok(())
 /// }
 ///
+/// fn store_answer(_: &virtio::Device<Bound>, _: Pin<&()>, buf: &[u8]) -> Result {
+///     if buf.trim_ascii() == b"42" {
+///         Ok(())
+///     } else {
+///         Err(EINVAL)
+///     }
+/// }
+///
 /// struct MyDriver;
 /// # kernel::virtio_device_table!(ID_TABLE, [virtio::DeviceId::new(27)]);
 ///
@@ -70,9 +78,10 @@ pub type Store<T> = for<'b> fn(&Device<Bound>, Pin<&<T as Driver>::Data<'b>>, &[
 ///     type Data<'bound> = ();
 ///     # const ID_TABLE: virtio::IdTable = &ID_TABLE;
 ///     #[expect(clippy::redundant_closure)]
-///     const ATTRIBUTES: &'static [virtio::Attribute<Self>] = &[virtio::Attribute::read_only(
+///     const ATTRIBUTES: &'static [virtio::Attribute<Self>] = &[virtio::Attribute::read_write(
 ///         c"answer",
 ///         |vdev, this, f| show_answer(vdev, this, f),
+///         |vdev, this, buf| store_answer(vdev, this, buf),
 ///     )];
 ///
 ///     // ...
@@ -86,35 +95,13 @@ pub type Store<T> = for<'b> fn(&Device<Bound>, Pin<&<T as Driver>::Data<'b>>, &[
 pub struct Attribute<T: Driver + ?Sized> {
     name: &'static CStr,
     show: Show<T>,
-    store: Option<Store<T>>,
+    store: Store<T>,
 }
 
 impl<T: Driver + ?Sized> Attribute<T> {
-    /// Creates an attribute anyone may read (mode 0444).
-    pub const fn read_only(name: &'static CStr, show: Show<T>) -> Self {
-        Self {
-            name,
-            show,
-            store: None,
-        }
-    }
-
     /// Creates an attribute anyone may read and only the administrator write (mode 0644).
     pub const fn read_write(name: &'static CStr, show: Show<T>, store: Store<T>) -> Self {
-        Self {
-            name,
-            show,
-            store: Some(store),
-        }
-    }
-
-    /// Returns the file mode of the attribute.
-    const fn mode(&self) -> bindings::umode_t {
-        if self.store.is_some() {
-            0o644
-        } else {
-            0o444
-        }
+        Self { name, show, store }
     }
 }
 
@@ -158,16 +145,14 @@ impl<T: Driver + 'static> Groups<T> {
             // (null name and callbacks, no lockdep key).
             let mut attr: bindings::device_attribute = unsafe { core::mem::zeroed() };
             attr.attr.name = desc.name.as_char_ptr();
-            attr.attr.mode = desc.mode();
+            attr.attr.mode = 0o644;
             #[cfg(CONFIG_DEBUG_LOCK_ALLOC)]
             {
                 // What `sysfs_attr_init()` does for an attribute outside static memory.
                 attr.attr.key = crate::static_lock_class!().as_ptr();
             }
             attr.__bindgen_anon_1.show = Some(Self::show_callback);
-            if desc.store.is_some() {
-                attr.__bindgen_anon_2.store = Some(Self::store_callback);
-            }
+            attr.__bindgen_anon_2.store = Some(Self::store_callback);
             attrs.push(DevAttr { attr, desc }, GFP_KERNEL)?;
         }
         let mut ptrs = KVec::with_capacity(attrs.len() + 1, GFP_KERNEL)?;
@@ -267,7 +252,7 @@ impl<T: Driver + 'static> Groups<T> {
         }
     }
 
-    /// Stores into an attribute: the `store` callback of every writable attribute of the group.
+    /// Stores into an attribute: the `store` callback of every attribute of the group.
     extern "C" fn store_callback(
         dev: *mut bindings::device,
         attr: *mut bindings::device_attribute,
@@ -276,15 +261,11 @@ impl<T: Driver + 'static> Groups<T> {
     ) -> isize {
         // SAFETY: sysfs calls `store` of an attribute in our `dev_groups`.
         let (desc, vdev) = unsafe { Self::context(dev, attr) };
-        // Without a store callback the attribute is read-only and sysfs does not call here.
-        let Some(store) = desc.store else {
-            return EACCES.to_errno() as isize;
-        };
         // SAFETY: As in `show_callback`.
         let data = unsafe { vdev.as_ref().drvdata_borrow::<T::Data<'_>>() };
         // SAFETY: sysfs passes `count` readable bytes at `buf`.
         let input = unsafe { core::slice::from_raw_parts(buf.cast::<u8>(), count) };
-        match store(vdev, data, input) {
+        match (desc.store)(vdev, data, input) {
             // CAST: sysfs passes at most a page, which fits in an `isize`.
             Ok(()) => count as isize,
             Err(e) => e.to_errno() as isize,

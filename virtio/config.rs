@@ -73,21 +73,6 @@ impl<C: ConfigLayout> ConfigReader<'_, C> {
         Ok(buf)
     }
 
-    /// Reads the byte at `offset`.
-    pub fn read_u8(&self, offset: usize) -> Result<u8> {
-        Ok(self.read::<1>(offset)?[0])
-    }
-
-    /// Reads the `le16` field at `offset`.
-    pub fn read_le16(&self, offset: usize) -> Result<u16> {
-        self.read(offset).map(u16::from_le_bytes)
-    }
-
-    /// Reads the `le32` field at `offset`.
-    pub fn read_le32(&self, offset: usize) -> Result<u32> {
-        self.read(offset).map(u32::from_le_bytes)
-    }
-
     /// Reads the `le64` field at `offset`.
     pub fn read_le64(&self, offset: usize) -> Result<u64> {
         self.read(offset).map(u64::from_le_bytes)

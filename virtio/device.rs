@@ -164,15 +164,6 @@ impl<'a> Device<Core<'a>> {
             unsafe { bindings::virtio_device_ready(self.as_raw()) };
         }
     }
-
-    /// Resets the device.
-    ///
-    /// The device stops using buffers and raising interrupts, and its running callbacks have
-    /// finished when this returns.
-    pub fn reset(&self) {
-        // SAFETY: `self` is a valid virtio device and the caller is its bound driver.
-        unsafe { bindings::virtio_reset_device(self.as_raw()) };
-    }
 }
 
 impl<'a> Device<CoreInternal<'a>> {
@@ -183,7 +174,9 @@ impl<'a> Device<CoreInternal<'a>> {
     pub(super) fn unbind_teardown(&self) {
         super::virtqueue::teardown(self);
         if self.status().0 != 0 {
-            self.reset();
+            // SAFETY: `self` is a valid virtio device whose driver is unbinding (Core context);
+            // its queues are gone, so nothing else uses the device.
+            unsafe { bindings::virtio_reset_device(self.as_raw()) };
         }
     }
 }

@@ -225,7 +225,7 @@ unsafe impl<T: Driver + 'static> driver::RegistrationOps for Adapter<T> {
             // quiesced and found again (see `Driver`).
             (*vdrv).freeze = Some(Self::freeze_callback);
             (*vdrv).restore = Some(Self::restore_callback);
-            // Only for `Virtqueues::recover`: without `reset_prepare`, the core never calls
+            // Only for `Locked::recover`: without `reset_prepare`, the core never calls
             // `reset_done` for a reset of its own (see `reset_done_callback`).
             (*vdrv).reset_done = Some(Self::reset_done_callback);
             (*vdrv).driver.dev_groups = groups;
@@ -362,9 +362,9 @@ impl<T: Driver + 'static> Adapter<T> {
     extern "C" fn reset_done_callback(vdev: *mut bindings::virtio_device) -> c_int {
         // SAFETY: Only `virtio_device_reset_done()` calls `reset_done`. Its one caller in the
         // transports, virtio-pci's function reset, calls it only after `reset_prepare`
-        // succeeded, which this adapter never sets; so the caller is `Virtqueues::recover`,
-        // with a valid device bound to this driver whose device lock it holds, after it
-        // quiesced the queues.
+        // succeeded, which this adapter never sets; so the caller is the recovery that
+        // `Locked::recover` queues, with a valid device bound to this driver whose device lock
+        // it holds, after it quiesced the queues.
         //
         // INVARIANT: `vdev` is valid for the duration of `reset_done_callback()`.
         let vdev = unsafe { &*vdev.cast::<Device<CoreInternal<'_>>>() };

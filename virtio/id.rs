@@ -7,9 +7,6 @@ use crate::{
     device_id::RawDeviceId, //
 };
 
-/// Matches any vendor in a [`DeviceId`] (`VIRTIO_DEV_ANY_ID`).
-pub const ANY_VENDOR: u32 = bindings::VIRTIO_DEV_ANY_ID;
-
 /// A virtio device id, made of the device type and the vendor.
 ///
 /// Wraps `struct virtio_device_id`. Virtio ids carry no driver data, so tables are built with
@@ -21,9 +18,8 @@ pub const ANY_VENDOR: u32 = bindings::VIRTIO_DEV_ANY_ID;
 /// ```
 /// use kernel::virtio::DeviceId;
 ///
-/// let id = DeviceId::new(27);
-/// assert_eq!(id.device(), 27);
-/// assert_eq!(id.vendor(), kernel::virtio::ANY_VENDOR);
+/// // Matches virtio entropy devices (virtio-rng) from any vendor.
+/// const RNG: DeviceId = DeviceId::new(kernel::uapi::VIRTIO_ID_RNG);
 /// ```
 #[repr(transparent)]
 #[derive(Clone, Copy)]
@@ -32,22 +28,10 @@ pub struct DeviceId(bindings::virtio_device_id);
 impl DeviceId {
     /// Creates an id matching device type `device` from any vendor.
     pub const fn new(device: u32) -> Self {
-        Self::with_vendor(device, ANY_VENDOR)
-    }
-
-    /// Creates an id matching device type `device` from vendor `vendor` only.
-    pub const fn with_vendor(device: u32, vendor: u32) -> Self {
-        Self(bindings::virtio_device_id { device, vendor })
-    }
-
-    /// Returns the device type.
-    pub const fn device(&self) -> u32 {
-        self.0.device
-    }
-
-    /// Returns the vendor, or [`ANY_VENDOR`].
-    pub const fn vendor(&self) -> u32 {
-        self.0.vendor
+        Self(bindings::virtio_device_id {
+            device,
+            vendor: bindings::VIRTIO_DEV_ANY_ID,
+        })
     }
 }
 
@@ -95,8 +79,7 @@ mod tests {
         );
         assert_eq!(offset_of!(bindings::virtio_device_id, device), 0);
         assert_eq!(offset_of!(bindings::virtio_device_id, vendor), 4);
-        let id = DeviceId::with_vendor(27, 0x1af4);
-        assert_eq!((id.device(), id.vendor()), (27, 0x1af4));
-        assert_eq!(DeviceId::new(27).vendor(), 0xffff_ffff);
+        let id = DeviceId::new(27);
+        assert_eq!((id.0.device, id.0.vendor), (27, 0xffff_ffff));
     }
 }

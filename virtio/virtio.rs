@@ -41,8 +41,7 @@ pub use self::driver::{
 };
 pub use self::id::{
     DeviceId,
-    IdTable,
-    ANY_VENDOR, //
+    IdTable, //
 };
 pub use self::virtqueue::{
     Guard,

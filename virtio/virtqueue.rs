@@ -139,20 +139,15 @@ pub struct Virtqueues<H: Handler> {
     inner: SpinLockIrq<Inner<H>>,
     #[pin]
     handler: H,
-    /// The transport's configuration, saved for [`Virtqueues::recover`].
+    /// The transport's configuration, saved for [`Locked::recover`].
     transport: Option<PciSnapshot>,
     #[pin]
     recovery: DelayedWork<Self>,
 }
 
 impl<H: Handler> Virtqueues<H> {
-    /// Returns the driver's handler.
-    pub fn handler(&self) -> &H {
-        &self.handler
-    }
-
     /// Returns the device the queues belong to.
-    pub fn device(&self) -> &Device {
+    fn device(&self) -> &Device {
         &self.vdev
     }
 }

@@ -161,9 +161,8 @@ impl virtio::Driver for VirtioPmemDriver {
             // The module is not pinned by its namespaces: unloading it unbinds the device,
             // which tears the bus down synchronously, last flush included.
             let parent: &'bound device::Device<Bound> = vdev.as_ref();
-            let mut bus =
-                nvdimm::Bus::register(parent, c"virtio-pmem", None, Some(&poison::CONTROL))
-                    .inspect_err(|_| dev_err!(vdev, "cannot register the nvdimm bus\n"))?;
+            let mut bus = nvdimm::Bus::register(parent, c"virtio-pmem", Some(&poison::CONTROL))
+                .inspect_err(|_| dev_err!(vdev, "cannot register the nvdimm bus\n"))?;
             // The region can flush as soon as it exists.
             vdev.ready();
             bus.create_pmem_region(&desc, flusher.clone())

@@ -23,7 +23,7 @@
 //!
 //! While a flush is in flight, a [`Watchdog`] looks at it every [`HEALTH_CHECK`]. A device
 //! that stopped answering is recovered in place, never given up at once (see
-//! [`Virtqueues::recover`](kernel::virtio::Virtqueues::recover)): its queue broke, its status
+//! [`Locked::recover`](kernel::virtio::Locked::recover)): its queue broke, its status
 //! no longer reads `DRIVER_OK` (the host lost the device's state, as QEMU does across
 //! save/restore and live update) or asks for a reset, or the host sat on the flush for the
 //! `flush_timeout_ms` module parameter. The recovery resets the device, sets its queue up again
@@ -145,11 +145,10 @@ fn max_resets() -> u32 {
 ///
 /// The request holds a `struct virtio_pmem_req` asking for a flush, and room for the
 /// `struct virtio_pmem_resp`.
-fn new_request(flags: kernel::alloc::Flags) -> Result<Request<()>> {
+fn new_request(flags: kernel::alloc::Flags) -> Result<Request> {
     let mut req = Request::new(
         core::mem::size_of::<uapi::virtio_pmem_req>(),
         RESPONSE_LEN,
-        (),
         flags,
     )?;
     req.out_mut()
@@ -220,7 +219,7 @@ impl Hold {
 pub(crate) struct FlushState {
     pub(crate) commit: Commit,
     /// The request, while the device does not hold it.
-    req: Option<Request<()>>,
+    req: Option<Request>,
     /// Bios answered by the flush in flight.
     covered: FlushBioList,
     /// Bios answered by the next flush.
@@ -231,11 +230,11 @@ pub(crate) struct FlushState {
     pub(crate) stats: Stats,
     /// A request without its device-readable part, sent instead of the next flush when a test
     /// asks for it (debugfs `inject_malformed`): the device rejects it and asks for a reset.
-    malformed: Option<Request<()>>,
+    malformed: Option<Request>,
     /// The next flush goes out as [`FlushState::malformed`].
     pub(crate) inject_malformed: bool,
     /// A request for when [`FlushState::req`] is lost to a reset, refilled by the watchdog.
-    spare: Option<Request<()>>,
+    spare: Option<Request>,
     /// A recovery is under way (since when, and why): flushes wait for it.
     recovering: Option<(Instant<Monotonic>, Reason)>,
     /// Recoveries since the host last answered.
@@ -265,7 +264,7 @@ impl FlushState {
             sent_at: None,
             answered_at: None,
             stats: Stats::default(),
-            malformed: Some(Request::new(0, RESPONSE_LEN, (), GFP_KERNEL)?),
+            malformed: Some(Request::new(0, RESPONSE_LEN, GFP_KERNEL)?),
             inject_malformed: false,
             spare: Some(new_request(GFP_KERNEL)?),
             recovering: None,

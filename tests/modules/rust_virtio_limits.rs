@@ -48,13 +48,12 @@ struct LimitsHandler;
 #[derive(Default)]
 struct LimitsState {
     /// The request, whenever the device does not hold it.
-    req: Option<Request<()>>,
+    req: Option<Request>,
     /// With `stop_probe`: the driver is unbinding, keep the request going.
     unbinding: bool,
 }
 
 impl virtio::Handler for LimitsHandler {
-    type Data = ();
     type State = LimitsState;
     type Finished = ();
 
@@ -86,7 +85,7 @@ impl virtio::Handler for LimitsHandler {
         }
     }
 
-    fn reclaim(&self, state: &mut Self::State, (): &mut (), req: Request<()>, used: Option<u32>) {
+    fn reclaim(&self, state: &mut Self::State, (): &mut (), req: Request, used: Option<u32>) {
         if !state.unbinding {
             pr_info!("request reclaimed at unbind (used: {used:?})\n");
         }
@@ -135,7 +134,7 @@ impl virtio::Driver for LimitsDriver {
         }
         if module_parameters::leak_bus.value() {
             let parent: &'bound device::Device<Bound> = vdev.as_ref();
-            let mut bus = nvdimm::Bus::register(parent, c"rust-limits", None, None)?;
+            let mut bus = nvdimm::Bus::register(parent, c"rust-limits", None)?;
             let desc = RegionDesc::new(start, size, RegionFlag::Async)?;
             bus.create_pmem_region(&desc, Arc::new(LimitsFlush, GFP_KERNEL)?)?;
             dev_info!(vdev, "nvdimm bus registered, handle leaked\n");
@@ -150,7 +149,7 @@ impl virtio::Driver for LimitsDriver {
         );
 
         let malformed = module_parameters::malformed.value();
-        let mut req = Request::new(if malformed { 0 } else { 4 }, 4, (), GFP_KERNEL)?;
+        let mut req = Request::new(if malformed { 0 } else { 4 }, 4, GFP_KERNEL)?;
         if !malformed {
             req.out_mut()
                 .copy_from_slice(&uapi::VIRTIO_PMEM_REQ_TYPE_FLUSH.to_le_bytes());

@@ -20,7 +20,7 @@ use crate::prelude::*;
 /// has them):
 ///
 /// ```ignore,compile_fail,E0599
-/// # use kernel::{new_condvar, prelude::*, sync::CondVar, virtio};
+/// # use kernel::{new_condvar, prelude::*, sync::CondVar, time::Delta, virtio};
 /// #[pin_data]
 /// struct MyHandler {
 ///     #[pin]
@@ -28,12 +28,12 @@ use crate::prelude::*;
 /// }
 ///
 /// impl virtio::Handler for MyHandler {
-///     type Data = ();
 ///     type State = ();
 ///     type Finished = ();
 ///
 ///     fn callback(&self, queues: &mut virtio::Locked<'_, Self>, _index: usize) {
-///         queues.wait(&self.cond); // error[E0599]: no method named `wait` found
+///         let ten_ms = Delta::from_millis(10);
+///         queues.wait_timeout(&self.cond, ten_ms); // error[E0599]: no such method
 ///     }
 /// }
 /// # fn use_it(h: &MyHandler) {}
@@ -52,9 +52,6 @@ use crate::prelude::*;
 /// # }
 /// ```
 pub trait Handler: Send + Sync + Sized + 'static {
-    /// The driver data of each [`Request`].
-    type Data: Send + 'static;
-
     /// Driver state kept under the queues' lock, beside the queues themselves, for what must
     /// change atomically with adding or taking requests.
     type State: Send + 'static;
@@ -76,7 +73,7 @@ pub trait Handler: Send + Sync + Sized + 'static {
         &self,
         state: &mut Self::State,
         finished: &mut Self::Finished,
-        req: Request<Self::Data>,
+        req: Request,
         used: Option<u32>,
     ) {
         let _ = (state, finished, req, used);
@@ -94,7 +91,7 @@ pub trait Handler: Send + Sync + Sized + 'static {
 
     /// Prepares for a reset of the device in place, which recovers it.
     ///
-    /// See [`Virtqueues::recover`](super::Virtqueues::recover).
+    /// See [`Locked::recover`].
     ///
     /// Called after the last [`Handler::reclaim`]: what was in flight is lost, and the queues
     /// run again once [`Handler::recovered`] reports success. Runs with the queues locked: it
@@ -103,8 +100,7 @@ pub trait Handler: Send + Sync + Sized + 'static {
         self.stopped(state, finished);
     }
 
-    /// Reports the end of a recovery asked for with
-    /// [`Virtqueues::recover`](super::Virtqueues::recover).
+    /// Reports the end of a recovery asked for with [`Locked::recover`].
     ///
     /// With `Ok` the queues run again, empty, and the device is live; with an error they stay
     /// stopped (`EOPNOTSUPP`: the transport cannot be recovered). Runs with the queues locked,

@@ -89,7 +89,7 @@ impl<H: Handler> Virtqueues<H> {
                     }
                     inner.queues.in_flight = inner.queues.in_flight.saturating_sub(1);
                     // SAFETY: Only `Locked::add` puts tokens in these queues, each from
-                    // `Request<H::Data>::into_token`, and the queue returns each once.
+                    // `Request::into_token`, and the queue returns each once.
                     let req = unsafe { Request::from_token(token) };
                     self.handler
                         .reclaim(&mut inner.state, finished, req, Some(len));
@@ -101,7 +101,7 @@ impl<H: Handler> Virtqueues<H> {
                         break;
                     }
                     // SAFETY: As above.
-                    let mut req = unsafe { Request::<H::Data>::from_token(token) };
+                    let mut req = unsafe { Request::from_token(token) };
                     // The device may have taken it before the reset and may still write it
                     // (see `Virtqueues`): its buffers are never reused.
                     inner.queues.in_flight = inner.queues.in_flight.saturating_sub(1);
@@ -148,7 +148,7 @@ impl<H: Handler> Virtqueues<H> {
         // SAFETY: `this` came from `Arc::into_raw` in `find_vqs`; it is released once, here.
         let vqs = unsafe { Arc::from_raw(this) };
         // INVARIANT: The queues are stopping for good, so nothing queues a recovery again (see
-        // `Virtqueues::recover`); one that runs now finds the device lock taken (unbind holds
+        // `Locked::recover`); one that runs now finds the device lock taken (unbind holds
         // it) and gives up to the cancellation.
         DelayedWork::cancel_sync(&vqs);
     }

@@ -105,22 +105,19 @@ impl<'a, H: Handler> Locked<'a, H> {
         !self.guard.queues.vqs.is_empty()
     }
 
-    /// Returns the number of queues, or zero while they do not run (see [`Locked::is_live`]).
-    pub fn len(&self) -> usize {
-        self.guard.queues.vqs.len()
-    }
-
-    /// Returns whether the queues do not run (see [`Locked::is_live`]).
-    pub fn is_empty(&self) -> bool {
-        !self.is_live()
-    }
-
     /// Returns whether the queues are being stopped, or do not run.
     pub(super) fn is_stopping_or_dead(&self) -> bool {
         self.guard.queues.stopping || !self.is_live()
     }
 
-    /// Asks for the device to be recovered, as [`Virtqueues::recover`] does.
+    /// Asks for the device to be recovered in place.
+    ///
+    /// A work item writes back the PCI function's configuration saved when the queues were
+    /// found, quiesces the queues (requests come back through [`Handler::reclaim`], then
+    /// [`Handler::reset`]), and has the virtio core reset and re-initialise the device with the
+    /// same features, the queues found again. The result reaches [`Handler::recovered`];
+    /// `EOPNOTSUPP` on transports other than virtio-pci. Does nothing while the queues do not
+    /// run (see [`Locked::is_live`]), and if a recovery is already pending.
     ///
     /// The check and the queueing happen under the lock, which orders them with the teardown
     /// (see `Virtqueues::stop`).
@@ -190,8 +187,8 @@ impl<'a, H: Handler> Locked<'a, H> {
     pub fn add(
         &mut self,
         index: usize,
-        req: Request<H::Data>,
-    ) -> core::result::Result<(), (Request<H::Data>, Error)> {
+        req: Request,
+    ) -> core::result::Result<(), (Request, Error)> {
         let vq = match self.vq(index) {
             Ok(_) if self.guard.queues.stopping => return Err((req, ENODEV)),
             Ok(_) if req.out().is_empty() && req.input().is_empty() => return Err((req, EINVAL)),
@@ -263,7 +260,7 @@ impl<'a, H: Handler> Locked<'a, H> {
     ///
     /// Returns it with the number of bytes the device says it wrote, capped at the length of
     /// [`Request::input`].
-    pub fn get_buf(&mut self, index: usize) -> Option<(Request<H::Data>, u32)> {
+    pub fn get_buf(&mut self, index: usize) -> Option<(Request, u32)> {
         let vq = self.vq(index).ok()?;
         let mut len = 0u32;
         // SAFETY: `vq` is live and locked; `len` is valid for writes.
@@ -272,8 +269,8 @@ impl<'a, H: Handler> Locked<'a, H> {
             return None;
         }
         // SAFETY: Only `add` puts tokens in these queues, each from `into_token` on a
-        // `Request<H::Data>`, and the queue returns each token once.
-        let req = unsafe { Request::<H::Data>::from_token(token) };
+        // `Request`, and the queue returns each token once.
+        let req = unsafe { Request::from_token(token) };
         self.guard.queues.in_flight = self.guard.queues.in_flight.saturating_sub(1);
         // CAST: `Request::new` checked that the length fits in a `u32`.
         let len = len.min(req.input().len() as u32);
@@ -290,36 +287,9 @@ impl<'a, H: Handler> Locked<'a, H> {
             Err(_) => true,
         }
     }
-
-    /// Asks for used-buffer callbacks on queue `index` again.
-    ///
-    /// Returns `false` if buffers were used meanwhile (poll them with [`Locked::get_buf`]).
-    pub fn enable_cb(&mut self, index: usize) -> bool {
-        match self.vq(index) {
-            // SAFETY: `vq` is live and locked.
-            Ok(vq) => unsafe { bindings::virtqueue_enable_cb(vq) },
-            Err(_) => true,
-        }
-    }
-
-    /// Asks the device not to send used-buffer callbacks on queue `index` (a hint).
-    pub fn disable_cb(&mut self, index: usize) {
-        if let Ok(vq) = self.vq(index) {
-            // SAFETY: `vq` is live and locked.
-            unsafe { bindings::virtqueue_disable_cb(vq) };
-        }
-    }
 }
 
 impl<H: Handler> Guard<'_, H> {
-    /// Sleeps on `cond` with the queues unlocked, relocking them before returning.
-    ///
-    /// The wait is not interruptible; wake-ups may be spurious, so check the condition again.
-    /// [`Handler::stopped`] is the place to wake everyone at teardown.
-    pub fn wait(&mut self, cond: &CondVar) {
-        cond.wait(&mut *self.0.guard);
-    }
-
     /// Returns whether the system is going to sleep and has asked this task to freeze.
     ///
     /// The system asks with a signal, as it asks user tasks: a caller that waits for the device

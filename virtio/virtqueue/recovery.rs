@@ -7,8 +7,9 @@
 //! sits on a request that will never be answered. The binding, and whatever sits on top of it
 //! (a mounted file system), must live on, so unbinding is no way out.
 //!
-//! [`Virtqueues::recover`] brings the device back the way resume from hibernation does, in a
-//! work item, with the parent PCI function's lock and the device lock held:
+//! [`Locked::recover`](super::Locked::recover) brings the device back the way resume from
+//! hibernation does, in a work item, with the parent PCI function's lock and the device lock
+//! held:
 //! 1. it writes back the PCI function's configuration (BARs, command register, MSI-X), as saved
 //!    when the queues were found; a copy taken now could already be lost;
 //! 2. it quiesces the queues as at freeze, without a grace period: every request comes back
@@ -216,18 +217,6 @@ impl<H: Handler> WorkItem for Virtqueues<H> {
 }
 
 impl<H: Handler> Virtqueues<H> {
-    /// Asks for the device to be recovered in place, from any context.
-    ///
-    /// A work item writes back the PCI function's configuration saved when the queues were found,
-    /// quiesces the queues (requests come back through [`Handler::reclaim`], then
-    /// [`Handler::reset`]), and has the virtio core reset and re-initialise the device with the
-    /// same features, the queues found again. The result reaches [`Handler::recovered`];
-    /// `EOPNOTSUPP` on transports other than virtio-pci. Does nothing while the queues do not run
-    /// (see [`super::Locked::is_live`]), and if a recovery is already pending.
-    pub fn recover(&self) {
-        self.lock_inner().recover();
-    }
-
     /// Queues the recovery work.
     ///
     /// Called with the queues locked and not stopping: the teardown at unbind marks them stopping

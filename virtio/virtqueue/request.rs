@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Requests: the heap buffers a device reads and writes, with driver data.
+//! Requests: the heap buffers a device reads and writes.
 
 use crate::{
     alloc::Flags,
@@ -9,7 +9,7 @@ use crate::{
     prelude::*, //
 };
 
-/// A request: a device-readable buffer, a device-writable buffer and driver data.
+/// A request: a device-readable buffer and a device-writable buffer.
 ///
 /// The buffers are separate `kmalloc` allocations made once, in [`Request::new`]: they are
 /// DMA-safe, never on the stack, and the device-writable one shares no cache line with memory
@@ -20,29 +20,27 @@ use crate::{
 /// ```
 /// use kernel::virtio::Request;
 ///
-/// let mut req = Request::new(4, 4, 7u32, GFP_KERNEL)?;
+/// let mut req = Request::new(4, 4, GFP_KERNEL)?;
 /// req.out_mut().copy_from_slice(&0u32.to_le_bytes());
 /// req.input_mut().copy_from_slice(&1u32.to_le_bytes());
-/// assert_eq!(*req.data(), 7);
 /// assert_eq!(req.input(), &1u32.to_le_bytes());
 /// # Ok::<(), Error>(())
 /// ```
-pub struct Request<D> {
-    inner: KBox<RequestInner<D>>,
+pub struct Request {
+    inner: KBox<RequestInner>,
 }
 
-struct RequestInner<D> {
+struct RequestInner {
     out: KVec<u8>,
     input: KVec<u8>,
-    data: D,
 }
 
-impl<D> Request<D> {
+impl Request {
     /// Allocates a request with `out_len` device-readable and `in_len` device-writable bytes.
     ///
     /// The bytes are all zero. At least one of the lengths must be non-zero (`EINVAL`
     /// otherwise), and both must fit in a `u32`.
-    pub fn new(out_len: usize, in_len: usize, data: D, flags: Flags) -> Result<Self> {
+    pub fn new(out_len: usize, in_len: usize, flags: Flags) -> Result<Self> {
         if out_len == 0 && in_len == 0 {
             return Err(EINVAL);
         }
@@ -54,7 +52,6 @@ impl<D> Request<D> {
                 RequestInner {
                     out: KVec::from_elem(0u8, out_len, flags)?,
                     input: KVec::from_elem(0u8, in_len, flags)?,
-                    data,
                 },
                 flags,
             )?,
@@ -81,21 +78,11 @@ impl<D> Request<D> {
         &mut self.inner.input
     }
 
-    /// Returns the driver data.
-    pub fn data(&self) -> &D {
-        &self.inner.data
-    }
-
-    /// Returns the driver data, mutably.
-    pub fn data_mut(&mut self) -> &mut D {
-        &mut self.inner.data
-    }
-
     /// Gives up the buffers for good, for a request the device may still write.
     ///
     /// For instance one the device gave back without an answer, which a host may still answer
-    /// after a reset: the buffers are never freed (nor reused); the request keeps its data and
-    /// gets empty buffers. The buffers are kept on purpose, so kmemleak is told they are no
+    /// after a reset: the buffers are never freed (nor reused), and the request gets empty
+    /// buffers. The buffers are kept on purpose, so kmemleak is told they are no
     /// leak.
     pub fn quarantine(&mut self) {
         let inner = &mut *self.inner;
@@ -119,12 +106,12 @@ impl<D> Request<D> {
     ///
     /// # Safety
     ///
-    /// `token` must come from [`Request::into_token`] on a `Request<D>`, and this must be the
+    /// `token` must come from [`Request::into_token`] on a `Request`, and this must be the
     /// only call for it.
     pub(super) unsafe fn from_token(token: *mut c_void) -> Self {
         Self {
             // SAFETY: By the safety requirements `token` is the pointer `KBox::into_raw`
-            // returned for a `RequestInner<D>`, reclaimed only once.
+            // returned for a `RequestInner`, reclaimed only once.
             inner: unsafe { KBox::from_raw(token.cast()) },
         }
     }
@@ -136,40 +123,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn token_round_trip_keeps_buffers_and_data() -> Result {
-        let mut req = Request::new(4, 8, 42u64, GFP_KERNEL)?;
+    fn token_round_trip_keeps_buffers() -> Result {
+        let mut req = Request::new(4, 8, GFP_KERNEL)?;
         req.out_mut().copy_from_slice(&[1, 2, 3, 4]);
         req.input_mut()[7] = 9;
         let (out, input) = (req.out().as_ptr(), req.input().as_ptr());
 
         let token = req.into_token();
         assert!(!token.is_null());
-        // SAFETY: `token` comes from `into_token` on a `Request<u64>`, taken back once.
-        let req = unsafe { Request::<u64>::from_token(token) };
+        // SAFETY: `token` comes from `into_token` on a `Request`, taken back once.
+        let req = unsafe { Request::from_token(token) };
 
-        // The same buffers, untouched, and the same data come back.
+        // The same buffers come back, untouched.
         assert_eq!(req.out().as_ptr(), out);
         assert_eq!(req.input().as_ptr(), input);
         assert_eq!(req.out(), &[1, 2, 3, 4]);
         assert_eq!(req.input()[7], 9);
-        assert_eq!(*req.data(), 42);
         Ok(())
     }
 
     #[test]
-    fn quarantine_keeps_data_and_drops_buffers() -> Result {
-        let mut req = Request::new(4, 4, 7u32, GFP_KERNEL)?;
+    fn quarantine_drops_buffers() -> Result {
+        let mut req = Request::new(4, 4, GFP_KERNEL)?;
         req.quarantine();
         assert!(req.out().is_empty());
         assert!(req.input().is_empty());
-        assert_eq!(*req.data(), 7);
         Ok(())
     }
 
     #[test]
     fn request_needs_a_buffer() {
-        assert_eq!(Request::new(0, 0, (), GFP_KERNEL).err(), Some(EINVAL));
-        assert!(Request::new(0, 4, (), GFP_KERNEL).is_ok());
-        assert!(Request::new(4, 0, (), GFP_KERNEL).is_ok());
+        assert_eq!(Request::new(0, 0, GFP_KERNEL).err(), Some(EINVAL));
+        assert!(Request::new(0, 4, GFP_KERNEL).is_ok());
+        assert!(Request::new(4, 0, GFP_KERNEL).is_ok());
     }
 }

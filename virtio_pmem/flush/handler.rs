@@ -54,7 +54,6 @@ impl FlushHandler {
 }
 
 impl virtio::Handler for FlushHandler {
-    type Data = ();
     type State = FlushState;
     type Finished = Finished;
 
@@ -71,7 +70,7 @@ impl virtio::Handler for FlushHandler {
         &self,
         state: &mut FlushState,
         _finished: &mut Finished,
-        req: Request<()>,
+        req: Request,
         _used: Option<u32>,
     ) {
         // A request the device never gave back lost its buffers; the spare, or a new one if the
