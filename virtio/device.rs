@@ -47,34 +47,31 @@ pub struct Device<Ctx: DeviceContext = device::Normal>(
     PhantomData<Ctx>,
 );
 
-/// The device status byte (`VIRTIO_CONFIG_S_*`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Status(pub u8);
+crate::impl_flags!(
+    /// The device status byte: a set of [`StatusBit`]s (`VIRTIO_CONFIG_S_*`).
+    ///
+    /// Converts into the raw byte with `u8::from`.
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+    pub struct Status(u8);
 
-impl Status {
+    /// A bit of the device status.
     // CAST: The status bits are defined for the status byte, a `u8`.
-    const DRIVER_OK: u8 = bindings::VIRTIO_CONFIG_S_DRIVER_OK as u8;
-    // CAST: As above.
-    const NEEDS_RESET: u8 = bindings::VIRTIO_CONFIG_S_NEEDS_RESET as u8;
-    // CAST: As above.
-    const FAILED: u8 = bindings::VIRTIO_CONFIG_S_FAILED as u8;
-
-    /// Returns whether the driver set up the device and it is live (`DRIVER_OK`).
-    pub fn driver_ok(self) -> bool {
-        self.0 & Self::DRIVER_OK != 0
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum StatusBit {
+        /// The guest found the device (`ACKNOWLEDGE`).
+        Acknowledge = bindings::VIRTIO_CONFIG_S_ACKNOWLEDGE as u8,
+        /// The guest has a driver for the device (`DRIVER`).
+        Driver = bindings::VIRTIO_CONFIG_S_DRIVER as u8,
+        /// The driver set up the device and it is live (`DRIVER_OK`).
+        DriverOk = bindings::VIRTIO_CONFIG_S_DRIVER_OK as u8,
+        /// The driver and the device agreed on the features (`FEATURES_OK`).
+        FeaturesOk = bindings::VIRTIO_CONFIG_S_FEATURES_OK as u8,
+        /// The device hit an error it cannot recover from without a reset (`NEEDS_RESET`).
+        NeedsReset = bindings::VIRTIO_CONFIG_S_NEEDS_RESET as u8,
+        /// The driver gave up on the device (`FAILED`).
+        Failed = bindings::VIRTIO_CONFIG_S_FAILED as u8,
     }
-
-    /// Returns whether the device hit an error it cannot recover from without a reset
-    /// (`NEEDS_RESET`).
-    pub fn needs_reset(self) -> bool {
-        self.0 & Self::NEEDS_RESET != 0
-    }
-
-    /// Returns whether the driver gave up on the device (`FAILED`).
-    pub fn failed(self) -> bool {
-        self.0 & Self::FAILED != 0
-    }
-}
+);
 
 impl<Ctx: DeviceContext> Device<Ctx> {
     /// Returns the raw `struct virtio_device`.
@@ -124,7 +121,7 @@ impl Device<Bound> {
             // SAFETY: `self` is a valid, bound virtio device and `get_status` one of its
             // operations.
             Some(get_status) => Status(unsafe { get_status(self.as_raw()) }),
-            None => Status(0),
+            None => Status::empty(),
         }
     }
 }
@@ -158,7 +155,7 @@ impl<'a> Device<Core<'a>> {
     /// The bus does this after [`Driver::probe`](super::Driver::probe) returns; call it earlier
     /// when something set up in probe can issue I/O before that. Calling it again is a no-op.
     pub fn ready(&self) {
-        if !self.status().driver_ok() {
+        if !self.status().contains(StatusBit::DriverOk) {
             // SAFETY: `self` is a valid virtio device whose driver is probing (Core context),
             // and `DRIVER_OK` is not yet set, which `virtio_device_ready()` requires.
             unsafe { bindings::virtio_device_ready(self.as_raw()) };
@@ -173,7 +170,7 @@ impl<'a> Device<CoreInternal<'a>> {
     /// driver had no queues left, as the bus requires the device reset when `remove` returns.
     pub(super) fn unbind_teardown(&self) {
         super::virtqueue::teardown(self);
-        if self.status().0 != 0 {
+        if self.status() != Status::empty() {
             // SAFETY: `self` is a valid virtio device whose driver is unbinding (Core context);
             // its queues are gone, so nothing else uses the device.
             unsafe { bindings::virtio_reset_device(self.as_raw()) };
@@ -275,11 +272,10 @@ mod tests {
 
     #[test]
     fn status_bits() {
-        // CAST: The status bits are defined for the status byte, a `u8`.
-        let s = Status(
-            (bindings::VIRTIO_CONFIG_S_DRIVER_OK | bindings::VIRTIO_CONFIG_S_NEEDS_RESET) as u8,
-        );
-        assert!(s.driver_ok() && s.needs_reset() && !s.failed());
-        assert!(!Status(0).driver_ok());
+        let s = StatusBit::DriverOk | StatusBit::NeedsReset;
+        assert_eq!(u8::from(s), 0x44);
+        assert!(s.contains(StatusBit::DriverOk) && s.contains(StatusBit::NeedsReset));
+        assert!(!s.contains(StatusBit::Failed));
+        assert!(!Status::empty().contains(StatusBit::DriverOk));
     }
 }

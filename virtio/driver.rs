@@ -313,8 +313,10 @@ impl<T: Driver + 'static> Adapter<T> {
         vdev: *mut bindings::virtio_device,
         f: impl for<'a> FnOnce(&'a Device<CoreInternal<'a>>, Pin<&'a T::Data<'a>>) -> Result,
     ) -> c_int {
-        // SAFETY: `vdev` is valid (safety requirements); this takes its device lock.
-        let _lock = unsafe { DeviceLock::new(&raw mut (*vdev).dev) };
+        // SAFETY: `vdev` is valid (safety requirements), and so is its `struct device` while
+        // this function runs.
+        let dev: &device::Device = unsafe { device::Device::from_raw(&raw mut (*vdev).dev) };
+        let _lock = dev.lock();
         // SAFETY: `vdev` is valid, and its lock is held.
         if unsafe { (*vdev).dev.driver.is_null() } {
             return 0;
@@ -385,36 +387,6 @@ impl<T: Driver + 'static> Adapter<T> {
         // has not taken yet.
         let data = unsafe { vdev.as_ref().drvdata_borrow::<T::Data<'_>>() };
         T::config_changed(vdev, data);
-    }
-}
-
-/// Holds the lock of a device (`device_lock()`) until dropped.
-///
-/// # Invariants
-///
-/// `self.0` is a valid device, locked until this is dropped.
-struct DeviceLock(*mut bindings::device);
-
-impl DeviceLock {
-    /// Locks `dev`.
-    ///
-    /// # Safety
-    ///
-    /// `dev` must be valid until the returned guard is dropped, and the caller must not hold
-    /// its lock already.
-    unsafe fn new(dev: *mut bindings::device) -> Self {
-        // SAFETY: `dev` is valid (safety requirements); `device_lock()` is this mutex.
-        unsafe { bindings::mutex_lock(&raw mut (*dev).mutex) };
-        // INVARIANT: `dev` is locked, and stays valid until the guard is dropped (safety
-        // requirements).
-        Self(dev)
-    }
-}
-
-impl Drop for DeviceLock {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant the device is valid and locked, by this guard.
-        unsafe { bindings::mutex_unlock(&raw mut (*self.0).mutex) };
     }
 }
 

@@ -33,7 +33,8 @@ pub use self::config::{
 pub use self::device::{
     Device,
     Features,
-    Status, //
+    Status,
+    StatusBit, //
 };
 pub use self::driver::{
     Adapter,

@@ -37,7 +37,8 @@ use kernel::{
     uapi,
     virtio::{
         self,
-        Features, //
+        Features,
+        StatusBit, //
     }, //
 };
 
@@ -226,7 +227,7 @@ impl virtio::Driver for VirtioPmemDriver {
     }
 
     fn config_changed(vdev: &virtio::Device<Bound>, this: Pin<&VirtioPmem<'_>>) {
-        if vdev.status().needs_reset() {
+        if vdev.status().contains(StatusBit::NeedsReset) {
             this.flusher.needs_reset();
         }
     }

@@ -192,7 +192,7 @@ impl virtio::Driver for LimitsDriver {
     }
 
     fn config_changed<'bound>(vdev: &'bound virtio::Device<Bound>, _this: Pin<&Self>) {
-        let needs_reset = vdev.status().needs_reset();
+        let needs_reset = vdev.status().contains(virtio::StatusBit::NeedsReset);
         dev_info!(vdev, "configuration changed; needs reset: {needs_reset}\n");
     }
 }

@@ -161,37 +161,6 @@ impl Drop for PciLock<'_> {
     }
 }
 
-/// The device lock (`device_lock()`), taken only if free.
-///
-/// # Invariants
-///
-/// `self.0` is a valid device, locked until this is dropped.
-struct DeviceTryLock(*mut bindings::device);
-
-impl DeviceTryLock {
-    /// Locks `dev`, unless someone holds it (`EAGAIN`).
-    ///
-    /// # Safety
-    ///
-    /// `dev` must stay valid until the returned guard is dropped.
-    unsafe fn new(dev: *mut bindings::device) -> Result<Self> {
-        // SAFETY: `dev` is valid (safety requirements); `device_lock()` is this mutex.
-        if unsafe { bindings::mutex_trylock(&raw mut (*dev).mutex) } == 0 {
-            return Err(EAGAIN);
-        }
-        // INVARIANT: `dev` is locked, and stays valid until the guard is dropped (safety
-        // requirements).
-        Ok(Self(dev))
-    }
-}
-
-impl Drop for DeviceTryLock {
-    fn drop(&mut self) {
-        // SAFETY: By the type invariant the device is valid and locked, by this guard.
-        unsafe { bindings::mutex_unlock(&raw mut (*self.0).mutex) };
-    }
-}
-
 impl_has_delayed_work! {
     impl{H: Handler} HasDelayedWork<Self> for Virtqueues<H> { self.recovery }
 }
@@ -233,8 +202,8 @@ impl<H: Handler> Virtqueues<H> {
         let snapshot = self.transport.as_ref().ok_or(EOPNOTSUPP)?;
         let pci = snapshot.try_lock()?;
         let vdev = self.vdev.as_raw();
-        // SAFETY: `vdev` is valid (a reference is held).
-        let _lock = unsafe { DeviceTryLock::new(&raw mut (*vdev).dev) }?;
+        let dev: &crate::device::Device = (*self.vdev).as_ref();
+        let _lock = dev.try_lock().ok_or(EAGAIN)?;
         // With the device lock, nothing binds, unbinds, freezes or restores the device. Still
         // bound to these queues? (`priv` is only written under this lock.)
         // SAFETY: `vdev` is valid and locked.

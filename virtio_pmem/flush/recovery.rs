@@ -28,6 +28,7 @@ use kernel::{
     },
     virtio::{
         Locked,
+        StatusBit,
         Virtqueues, //
     },
     workqueue::{
@@ -169,8 +170,9 @@ fn check_health(queues: &mut Locked<'_, FlushHandler>) -> bool {
     };
     let late = waited.zip(timeout).is_some_and(|(w, t)| w > t);
     let status = queues.status();
-    if let Some(s) = status.filter(|s| !s.driver_ok() || s.needs_reset() || s.failed()) {
-        request_recovery(queues, Reason::Status(s.0));
+    let broken = StatusBit::NeedsReset | StatusBit::Failed;
+    if let Some(s) = status.filter(|s| !s.contains(StatusBit::DriverOk) || s.contains_any(broken)) {
+        request_recovery(queues, Reason::Status(u8::from(s)));
     } else if queues.is_broken(REQ_QUEUE) {
         request_recovery(queues, Reason::Broken);
     } else if late {
