@@ -3,8 +3,6 @@
 //! Virtio drivers: the [`Driver`] trait and its bus adapter.
 
 use super::{
-    attribute::Groups,
-    Attribute,
     Device,
     Features,
     IdTable, //
@@ -17,7 +15,13 @@ use crate::{
         BoundInternal,
         CoreInternal, //
     },
-    driver,
+    driver::{
+        self,
+        attribute::{
+            Attribute,
+            Groups, //
+        }, //
+    },
     error::{
         from_result,
         to_result,
@@ -98,7 +102,7 @@ use core::pin::Pin;
 /// # }
 /// ```
 #[vtable]
-pub trait Driver: 'static {
+pub trait Driver: Sized + 'static {
     /// The driver's data for a bound device.
     type Data<'bound>: Send + Sync + 'bound;
 
@@ -110,8 +114,71 @@ pub trait Driver: 'static {
     /// Transport feature bits are negotiated by the virtio core.
     const FEATURES: &'static [u32] = &[];
 
-    /// The sysfs attributes of each bound device (see [`Attribute`]).
-    const ATTRIBUTES: &'static [Attribute<Self>] = &[];
+    /// The sysfs attributes of each bound device.
+    ///
+    /// The bus hands them to the driver core as the driver's `dev_groups`, so they appear in
+    /// the device's directory (`/sys/bus/virtio/devices/virtioN/`) once probe has succeeded
+    /// and go away when remove begins, before the driver's data is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use core::fmt::Write;
+    /// use kernel::{
+    ///     device::{
+    ///         self,
+    ///         Bound,
+    ///         Core, //
+    ///     },
+    ///     driver::attribute::{
+    ///         Attribute,
+    ///         AttributeOperations, //
+    ///     },
+    ///     prelude::*,
+    ///     str::Formatter,
+    ///     virtio, //
+    /// };
+    ///
+    /// struct MyDriver;
+    /// # kernel::virtio_device_table!(ID_TABLE, [virtio::DeviceId::new(27)]);
+    ///
+    /// /// The `answer` attribute: reads `42`, and takes nothing else.
+    /// struct Answer;
+    ///
+    /// #[vtable]
+    /// impl AttributeOperations<virtio::Adapter<MyDriver>> for Answer {
+    ///     const NAME: &'static CStr = c"answer";
+    ///
+    ///     fn show(_: &device::Device<Bound>, _: Pin<&()>, f: &mut Formatter<'_>) -> Result {
+    ///         writeln!(f, "42")?;
+    ///         Ok(())
+    ///     }
+    ///
+    ///     fn store(_: &device::Device<Bound>, _: Pin<&()>, buf: &[u8]) -> Result {
+    ///         if buf.trim_ascii() == b"42" {
+    ///             Ok(())
+    ///         } else {
+    ///             Err(EINVAL)
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// #[vtable]
+    /// impl virtio::Driver for MyDriver {
+    ///     type Data<'bound> = ();
+    ///     # const ID_TABLE: virtio::IdTable = &ID_TABLE;
+    ///     const ATTRIBUTES: &'static [Attribute<virtio::Adapter<Self>>] =
+    ///         &[Attribute::new::<Answer>()];
+    ///
+    ///     // ...
+    ///     # fn probe<'bound>(
+    ///     #     _vdev: &'bound virtio::Device<Core<'_>>,
+    ///     # ) -> impl PinInit<Self::Data<'bound>, Error> + 'bound {
+    ///     #     Ok(())
+    ///     # }
+    /// }
+    /// ```
+    const ATTRIBUTES: &'static [Attribute<Adapter<Self>>] = &[];
 
     /// Checks the features on offer before they are final, and may withdraw some.
     ///
@@ -204,7 +271,7 @@ unsafe impl<T: Driver + 'static> driver::RegistrationOps for Adapter<T> {
         module: &'static ThisModule,
     ) -> Result {
         let features = u32::try_from(T::FEATURES.len())?;
-        let groups = Groups::<T>::build()?;
+        let groups = Groups::<Self>::build(T::ATTRIBUTES)?;
         let vdrv = vdrv.get();
         // SAFETY: `vdrv` is valid and not registered yet, so its fields may be set; the tables
         // are `'static`.
@@ -233,8 +300,9 @@ unsafe impl<T: Driver + 'static> driver::RegistrationOps for Adapter<T> {
         // SAFETY: `vdrv` is a valid `struct virtio_driver`, pinned until `unregister`.
         let ret = to_result(unsafe { bindings::__register_virtio_driver(vdrv, module.as_ptr()) });
         if ret.is_err() {
-            // SAFETY: `groups` comes from `Groups::<T>::build` and the driver is not registered.
-            unsafe { Groups::<T>::release(groups) };
+            // SAFETY: `groups` comes from `Groups::<Self>::build` and the driver is not
+            // registered.
+            unsafe { Groups::<Self>::release(groups) };
         }
         ret
     }
@@ -243,9 +311,9 @@ unsafe impl<T: Driver + 'static> driver::RegistrationOps for Adapter<T> {
         let vdrv = vdrv.get();
         // SAFETY: By the safety requirements `vdrv` was registered.
         unsafe { bindings::unregister_virtio_driver(vdrv) };
-        // SAFETY: `register` set `dev_groups` from `Groups::<T>::build`; the driver is gone, and
-        // with it every device's attributes.
-        unsafe { Groups::<T>::release((*vdrv).driver.dev_groups) };
+        // SAFETY: `register` set `dev_groups` from `Groups::<Self>::build`; the driver is gone,
+        // and with it every device's attributes.
+        unsafe { Groups::<Self>::release((*vdrv).driver.dev_groups) };
     }
 }
 

@@ -13,18 +13,12 @@
 //! C headers: [`include/linux/virtio.h`](srctree/include/linux/virtio.h),
 //! [`include/linux/virtio_config.h`](srctree/include/linux/virtio_config.h)
 
-mod attribute;
 mod config;
 mod device;
 mod driver;
 mod id;
 mod virtqueue;
 
-pub use self::attribute::{
-    Attribute,
-    Show,
-    Store, //
-};
 pub use self::config::{
     ConfigLayout,
     ConfigReader,

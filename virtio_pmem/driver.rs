@@ -25,6 +25,10 @@ use kernel::{
         Bound,
         Core, //
     },
+    driver::attribute::{
+        Attribute,
+        AttributeOperations, //
+    },
     fmt,
     nvdimm,
     prelude::*,
@@ -103,11 +107,18 @@ impl VirtioPmem<'_> {
         flusher.with_state(|st| st.inject_malformed = true);
         Ok(())
     }
+}
 
-    /// Shows sysfs `flush_error`: whether a host flush failure sticks.
-    fn show_flush_error(
-        _vdev: &virtio::Device<Bound>,
-        this: Pin<&Self>,
+/// The sysfs attribute `flush_error`: whether a host flush failure sticks; `0` ends it.
+struct FlushError;
+
+#[vtable]
+impl AttributeOperations<virtio::Adapter<VirtioPmemDriver>> for FlushError {
+    const NAME: &'static CStr = c"flush_error";
+
+    fn show(
+        _dev: &device::Device<Bound>,
+        this: Pin<&VirtioPmem<'_>>,
         f: &mut Formatter<'_>,
     ) -> Result {
         let failed = this.flusher.with_state(|st| st.commit.is_failed());
@@ -115,13 +126,12 @@ impl VirtioPmem<'_> {
         Ok(())
     }
 
-    /// Stores into sysfs `flush_error`: `0` ends a sticky flush failure.
-    fn store_flush_error(vdev: &virtio::Device<Bound>, this: Pin<&Self>, buf: &[u8]) -> Result {
+    fn store(dev: &device::Device<Bound>, this: Pin<&VirtioPmem<'_>>, buf: &[u8]) -> Result {
         if buf.trim_ascii() != b"0" {
             return Err(EINVAL);
         }
         if this.flusher.with_state(|st| st.commit.clear_error()) {
-            dev_notice!(vdev, "flush error cleared by the administrator\n");
+            dev_notice!(dev, "flush error cleared by the administrator\n");
         }
         Ok(())
     }
@@ -133,15 +143,8 @@ impl virtio::Driver for VirtioPmemDriver {
 
     const ID_TABLE: virtio::IdTable = &VIRTIO_TABLE;
     const FEATURES: &'static [u32] = &[uapi::VIRTIO_PMEM_F_SHMEM_REGION];
-    #[expect(
-        clippy::redundant_closure,
-        reason = "the functions do not coerce to the higher-ranked callback types by themselves"
-    )]
-    const ATTRIBUTES: &'static [virtio::Attribute<Self>] = &[virtio::Attribute::read_write(
-        c"flush_error",
-        |vdev, this, f| VirtioPmem::show_flush_error(vdev, this, f),
-        |vdev, this, buf| VirtioPmem::store_flush_error(vdev, this, buf),
-    )];
+    const ATTRIBUTES: &'static [Attribute<virtio::Adapter<Self>>] =
+        &[Attribute::new::<FlushError>()];
 
     fn validate(vdev: &virtio::Device<Bound>, features: &mut Features<'_>) -> Result {
         range::validate(vdev, features);
