@@ -6,9 +6,10 @@
 //! device and creates regions on it; libnvdimm then creates namespaces and the `pmem` block
 //! devices. A region with an asynchronous flush ([`RegionFlag::Async`]) has a [`Flush`]
 //! callback that makes prior writes durable; the block layer's flushes (fsync, msync) end up
-//! there. Memory errors found by the platform are reported with [`record_memory_error`], which
-//! turns them into bad blocks of the `pmem` devices; a bus with a [`Control`] lets writes clear
-//! them.
+//! there.
+//!
+//! Memory errors found by the platform are reported with [`record_memory_error`], which turns
+//! them into bad blocks of the `pmem` devices; a bus with a [`Control`] lets writes clear them.
 //!
 //! C headers: [`include/linux/libnvdimm.h`](srctree/include/linux/libnvdimm.h),
 //! [`include/linux/nd.h`](srctree/include/linux/nd.h)

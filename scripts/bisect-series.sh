@@ -3,7 +3,7 @@
 #
 # Build the kernel after every patch of the series (make patches first): the
 # series is bisectable if each step builds, with CLIPPY=1 and no warning from
-# the code the series adds. By hand: a first build of the base takes as long as
+# the code the series adds, and its rustdoc has no warning in the series' files. By hand: a first build of the base takes as long as
 # a kernel build, each patch after it a few minutes.
 #
 #   scripts/bisect-series.sh [FIRST [LAST]]    patch numbers, default: all
@@ -42,6 +42,9 @@ configure() {
 	kmake -s -C "$tree" O="$out" olddefconfig >/dev/null
 }
 
+# rustdoc warnings in the series' files (broken links to items a later patch adds).
+doc_paths='rust/kernel/(virtio|nvdimm|mce|driver/attribute|device\.rs|workqueue|sync/condvar)'
+
 declare -a result
 n=0
 for p in "${series[@]}"; do
@@ -53,11 +56,16 @@ for p in "${series[@]}"; do
 	t0=$SECONDS
 	configure
 	logf=$out/build-$n.log
+	docf=$out/rustdoc-$n.log
 	if kmake -C "$tree" O="$out" -j"$JOBS" CLIPPY=1 bzImage modules >"$logf" 2>&1; then
 		if grep -qE '^(warning|error)(\[|:)' "$logf"; then
 			r="builds, with warnings (see $logf)"
+		elif ! kmake -C "$tree" O="$out" -j"$JOBS" rustdoc >"$docf" 2>&1; then
+			r="builds, rustdoc FAILS (see $docf)"
+		elif grep -E -A8 '^(warning|error)(\[|:)' "$docf" | grep -qE "$doc_paths"; then
+			r="builds, with rustdoc warnings (see $docf)"
 		else
-			r="builds"
+			r="builds, rustdoc clean"
 		fi
 	else
 		r="FAILS (see $logf)"

@@ -22,19 +22,22 @@ here=$(cd "$(dirname "$0")" && pwd)
 [ -f "$KERNEL_SRC/Makefile" ] || die "no kernel tree at $KERNEL_SRC (run scripts/setup.sh or set KERNEL_SRC)"
 command -v "$TOOLS/bin/bindgen" >/dev/null || die "bindgen missing: run scripts/setup.sh"
 
-# A patch of the series that only adds files has no hunks here: its files are
-# linked in from kernel/files.map.
-has_hunks() { grep -q '^+++ ' "$1"; }
+# The hunks of a patch on files of the base tree. Its hunks on the files the
+# series adds are left out: those files are linked in whole from
+# kernel/files.map, and patching them through the links would change the
+# repository.
+base_hunks() { python3 "$here/series.py" base-hunks "$1"; }
 
 # The series applied last is kept in $KERNEL_SRC/.vpmem-applied: when the
 # repository's series changes, the old one is reverted first.
 apply_patches() {
-	local applied=$KERNEL_SRC/.vpmem-applied p
+	local applied=$KERNEL_SRC/.vpmem-applied p hunks
 	if [ -d "$applied" ] && ! diff -rq "$applied" "$REPO/kernel/patches" >/dev/null 2>&1; then
 		log "patch: series changed, reverting the old one"
 		for p in $(ls -r "$applied"/*.patch 2>/dev/null); do
-			has_hunks "$p" || continue
-			patch -d "$KERNEL_SRC" -p1 -R -s -f < "$p" >/dev/null ||
+			hunks=$(base_hunks "$p")
+			[ -n "$hunks" ] || continue
+			patch -d "$KERNEL_SRC" -p1 -R -s -f <<<"$hunks" >/dev/null ||
 				die "cannot revert $(basename "$p") from $KERNEL_SRC"
 		done
 		rm -rf "$applied"
@@ -42,9 +45,10 @@ apply_patches() {
 	[ -d "$applied" ] && return
 	for p in "$REPO"/kernel/patches/*.patch; do
 		[ -e "$p" ] || continue
-		has_hunks "$p" || continue
+		hunks=$(base_hunks "$p")
+		[ -n "$hunks" ] || continue
 		log "patch: $(basename "$p")"
-		patch -d "$KERNEL_SRC" -p1 -N -s < "$p" ||
+		patch -d "$KERNEL_SRC" -p1 -N -s <<<"$hunks" ||
 			die "patch $(basename "$p") does not apply to $KERNEL_SRC"
 	done
 	mkdir -p "$applied"

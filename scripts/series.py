@@ -6,14 +6,22 @@ The series is made of the files the build uses, so it cannot drift from them:
 
 - kernel/patches/NNNN-*.patch, in order, each one patch of the series: its
   commit message (From:, Subject:, body, Signed-off-by:), then its changes to
-  files that exist in the base tree (possibly none);
+  files that exist in the base tree, and to files an earlier patch added
+  (possibly none);
 - kernel/series, which names for each of those patches the new files it adds
   (kernel/files.map gives where each one comes from in this repository).
 
-A new Rust module file is added whole by its patch. A `mod x;` line (with its
-doc comments and attributes) and the `use` items that go through `x` are left
-out of a parent module until the patch that adds `x`, so that each step of the
-series stands on its own.
+A new file is added by its patch as the repository has it, less what later
+patches change in it: their hunks on it are applied in reverse, last patch
+first, to the repository's file. A `mod x;` line (with its doc comments and
+attributes) and the `use` items that go through `x` are left out of a parent
+module until the patch that adds `x`, so that each step of the series stands on
+its own.
+
+  series.py base-hunks PATCH
+                       print PATCH without its hunks on new files (what
+                       scripts/build.sh applies to the kernel tree; it links
+                       the new files in whole)
 
   series.py base       make the base repository from the kernel source package
   series.py generate   write the series and its cover letter to $VPMEM_CACHE/patches
@@ -166,6 +174,71 @@ def split_patch(text):
     return m.group(1), ' '.join(m.group(2).split()), body, diff
 
 
+def split_sections(diff):
+    """Returns [(tree path, section text)] of a diff, a section per `diff --git` header."""
+    sections = []
+    for part in re.split(r'(?m)^(?=diff --git )', diff):
+        m = re.match(r'diff --git a/(\S+) b/', part)
+        if m:
+            sections.append((m.group(1), part))
+    return sections
+
+
+def base_hunks(path):
+    """Prints a kernel/patches file without its sections on new files (kernel/files.map)."""
+    files = read_files_map()
+    author, subject, body, diff = split_patch(pathlib.Path(path).read_text())
+    sys.stdout.write(''.join(text for dst, text in split_sections(diff) if dst not in files))
+
+
+def file_versions(series, files):
+    """Returns {tree path: [(patch index, text)]}: each new file as it stands from the patch
+    that adds it on, newest version first.
+
+    The repository has the last version. Each patch after the one that adds a file may change
+    it: its hunks on that file, applied in reverse to the repository's file (last patch first),
+    give the versions before.
+    """
+    added = {path: i for i, (_, adds) in enumerate(series) for path in adds}
+    later = {}
+    for i, (name, _) in enumerate(series):
+        diff = split_patch((REPO / 'kernel' / 'patches' / name).read_text())[3]
+        for path, text in split_sections(diff):
+            if path not in files:
+                continue
+            if i <= added[path]:
+                die(f'{name} changes {path}, which a later patch adds')
+            later.setdefault(path, []).append((i, text))
+    versions = {}
+    with tempfile.TemporaryDirectory(prefix='vpmem-rev.') as tmp:
+        f = pathlib.Path(tmp) / 'file'
+        for path, src in files.items():
+            changes = later.get(path, [])
+            # Each version holds from a patch on: the one that adds the file, then each one
+            # that changes it.
+            starts = [added[path]] + [i for i, _ in changes]
+            text = (REPO / src).read_text()
+            versions[path] = [(starts.pop(), text)]
+            for i, hunks in reversed(changes):
+                f.write_text(text)
+                r = subprocess.run(['patch', '-R', '-s', '-f', '--fuzz=0', '--no-backup-if-mismatch',
+                                    '-r', '-', str(f)], input=hunks, capture_output=True, text=True)
+                if r.returncode:
+                    die(f'{series[i][0]}: its hunks on {path} do not apply in reverse to '
+                        f'{src} as it stands after the patches that follow:\n{r.stdout}{r.stderr}')
+                text = f.read_text()
+                versions[path].append((starts.pop(), text))
+    return versions
+
+
+def version_at(versions, path, step):
+    """Returns the text of new file `path` after patch `step`."""
+    for i, text in versions[path]:
+        if i <= step:
+            return text
+    die(f'{path}: no version at patch {step + 1}')
+
+
 MOD_RE = re.compile(r'^\s*(?:pub(?:\([a-z]+\))?\s+)?mod\s+([a-z_][a-z0-9_]*)\s*;')
 USE_RE = re.compile(r'^\s*(?:pub(?:\([a-z]+\))?\s+)?use\s+(?:self::)?([a-z_][a-z0-9_]*)::')
 
@@ -217,12 +290,14 @@ def generate():
     env = {'GIT_INDEX_FILE': str(work / 'index')}
     git('read-tree', 'base', env=env)
     parent = git('rev-parse', 'base').stdout.strip()
+    versions = file_versions(series, files)
     present = []
     written = {}
-    for name, adds in series:
+    for step, (name, adds) in enumerate(series):
         author, subject, body, diff = split_patch(
             (REPO / 'kernel' / 'patches' / name).read_text())
-        if '\n+++ ' in diff:
+        diff = ''.join(text for path, text in split_sections(diff) if path not in files)
+        if diff:
             (work / 'diff').write_text(diff)
             r = git('apply', '--cached', '-p1', str(work / 'diff'), env=env, check=False)
             if r.returncode:
@@ -230,7 +305,7 @@ def generate():
         present += adds
         # Every new file as it stands at this step, written again when that changes.
         for path in present:
-            text = (REPO / files[path]).read_text()
+            text = version_at(versions, path, step)
             text = filter_modules(path, text, set(present), all_files)
             if written.get(path) == text:
                 continue
@@ -387,8 +462,10 @@ def main():
         generate()
     elif cmd == 'check':
         check()
+    elif cmd == 'base-hunks' and len(sys.argv) == 3:
+        base_hunks(sys.argv[2])
     else:
-        die(f'usage: {sys.argv[0]} base|generate|check')
+        die(f'usage: {sys.argv[0]} base|generate|check|base-hunks PATCH')
 
 
 if __name__ == '__main__':

@@ -5,10 +5,14 @@
 //! A virtio driver implements [`Driver`] and registers with
 //! [`module_virtio_driver!`](crate::module_virtio_driver). The bus negotiates the features in
 //! [`Driver::FEATURES`], lets [`Driver::validate`] withdraw some, then calls [`Driver::probe`].
-//! The driver reads its configuration with [`Device::read_config`] and finds its queues with
-//! [`Device::find_vqs`]; the queues belong to the binding and are stopped by the bus at unbind
-//! (see [`Virtqueues`]). Drivers that implement [`Driver::freeze`] and [`Driver::restore`]
-//! support system sleep; [`Driver::ATTRIBUTES`] adds sysfs attributes to bound devices.
+//! [`Driver::ATTRIBUTES`] adds sysfs attributes to bound devices.
+//!
+//! The driver reads its configuration with [`Device::read_config`].
+//!
+//! It finds its queues with [`Device::find_vqs`]; the queues belong to the binding and are
+//! stopped by the bus at unbind (see [`Virtqueues`]).
+//!
+//! Drivers that implement [`Driver::freeze`] and [`Driver::restore`] support system sleep.
 //!
 //! C headers: [`include/linux/virtio.h`](srctree/include/linux/virtio.h),
 //! [`include/linux/virtio_config.h`](srctree/include/linux/virtio_config.h)

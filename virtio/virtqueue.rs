@@ -86,7 +86,7 @@ struct Header {
     stop: unsafe fn(*const Header),
     /// Quiesces the queues and deletes them, keeping the object (system sleep).
     suspend: unsafe fn(*const Header),
-    /// Finds the queues again after [`Header::suspend`].
+    /// Finds the queues again after they were quiesced, empty.
     resume: unsafe fn(*const Header) -> Result,
 }
 
@@ -126,7 +126,8 @@ struct Header {
 ///   From the start of probe (which clears it) to the end of remove, nothing else writes
 ///   `vdev->priv`.
 /// - The raw virtqueues in `inner.queues.vqs` exist exactly while it is not empty: it is empty
-///   before the queues are live, while the device sleeps and after the queues stopped.
+///   before the queues are live, while the device sleeps or recovers, and after the queues
+///   stopped.
 /// - `names` has one name per queue, as given to [`Device::find_vqs`].
 /// - `recovery` is neither pending nor running once the queues stopped at unbind.
 #[repr(C)]

@@ -164,13 +164,13 @@ impl<H: Handler> Virtqueues<H> {
         unsafe { &*header.cast::<Self>() }.quiesce(Quiesce::Stop);
     }
 
-    /// Finds the queues again after system sleep.
+    /// Finds the queues again after system sleep or a recovery's reset.
     ///
     /// They start empty.
     ///
     /// # Safety
     ///
-    /// `header` must be the `vdev->priv` pointer of a device whose driver is restoring (the
+    /// `header` must be the `vdev->priv` pointer of a device being restored or recovered (the
     /// device lock held, features negotiated again), set by [`Device::find_vqs`] for a
     /// `Virtqueues<H>`.
     unsafe fn resume(header: *const Header) -> Result {
@@ -179,8 +179,8 @@ impl<H: Handler> Virtqueues<H> {
         if !vqs.inner.lock().queues.vqs.is_empty() {
             return Ok(());
         }
-        // SAFETY: The device has no queues (type invariant: `vqs` is empty), and the driver
-        // is restoring it.
+        // SAFETY: The device has no queues (type invariant: `vqs` is empty), and it is being
+        // restored or recovered.
         let found = unsafe { find_raw::<H>(&vqs.vdev, &vqs.names) }?;
         let mut inner = vqs.inner.lock();
         // INVARIANT: The queues exist again, and `vqs` lists them.
@@ -348,13 +348,14 @@ pub(in crate::virtio) fn suspend(dev: &Device<CoreInternal<'_>>) {
     }
 }
 
-/// Finds the queues of `dev` again after system sleep, if it had any.
+/// Finds the queues of `dev` again after system sleep or a recovery's reset, if it had any.
 ///
-/// Called at restore, before the driver.
+/// Called at restore, before the driver, and when a recovery's reset is done.
 pub(in crate::virtio) fn resume(dev: &Device<CoreInternal<'_>>) -> Result {
     match header(dev) {
-        // SAFETY: As in `suspend`; the driver is restoring, under the device lock, and the
-        // virtio core negotiated the features again.
+        // SAFETY: A non-null `priv` was set by `find_vqs` to a `Virtqueues`, whose first field
+        // is its `Header` (`#[repr(C)]`); the device is being restored or recovered, under the
+        // device lock, and the virtio core negotiated the features again.
         Some(header) => unsafe { ((*header).resume)(header) },
         None => Ok(()),
     }
