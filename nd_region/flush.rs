@@ -13,10 +13,10 @@ use core::{
 
 /// Makes writes to a region durable.
 ///
-/// libnvdimm calls the region's callback in two ways: with no bio, as
-/// for a `REQ_PREFLUSH` or a region's `deep_flush`, where the caller waits for the answer; or
-/// with a write bio that asked for `REQ_FUA`, whose data is already in place: the bio is
-/// handed over and completed when the flush is done, without blocking its submitter.
+/// libnvdimm calls the region's callback in two ways: with no bio, for a `REQ_PREFLUSH` or a
+/// region's `deep_flush`, where the caller waits for the answer; or with a write bio that asked
+/// for `REQ_FUA`, whose data is already in place: the bio is handed over and completed when the
+/// flush is done, without blocking its submitter.
 pub trait Flush: Send + Sync + 'static {
     /// Makes every write that completed before this call durable, sleeping until it is.
     fn flush(&self) -> Result;
