@@ -156,7 +156,9 @@ impl<'bound, F: Flush> Bus<'bound, F> {
 
     /// Creates a persistent memory region for `desc` whose flushes go to `flush`.
     ///
-    /// The region can issue I/O (and so flushes) before this returns.
+    /// The region can issue I/O (and so flushes) before this returns. If the region cannot be
+    /// listed for memory errors (`ENOMEM`), it stays on the bus, without bad-block tracking,
+    /// until the bus is dropped; the caller should drop the bus.
     pub fn create_pmem_region(&mut self, desc: &RegionDesc, flush: Arc<F>) -> Result {
         // SAFETY: By the type invariant `inner` is valid; `&mut self` makes this the only access.
         let inner = unsafe { self.inner.as_mut() };

@@ -33,8 +33,8 @@ const fn feature_in_range(bit: u32) -> bool {
 
 /// A virtio device (`struct virtio_device`).
 ///
-/// The device context `Ctx` tells what the holder may do: any context can test features and
-/// read the status, [`Bound`] adds configuration space access, and [`Core`] (inside
+/// The device context `Ctx` tells what the holder may do: any context can test features,
+/// [`Bound`] adds the status and the configuration space, and [`Core`] (inside
 /// [`Driver`](super::Driver) callbacks) adds device bring-up and virtqueue discovery.
 ///
 /// # Invariants
@@ -252,7 +252,8 @@ unsafe impl Send for Device {}
 // that are safe from any thread.
 unsafe impl Sync for Device {}
 
-// SAFETY: As for `Device<Normal>`: `Bound` adds configuration reads, which transports serialise.
+// SAFETY: As for `Device<Normal>`: `Bound` adds status and configuration reads, which
+// transports serialise.
 unsafe impl Sync for Device<Bound> {}
 
 #[cfg(CONFIG_RUST_VIRTIO_KUNIT_TEST)]

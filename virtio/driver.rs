@@ -243,7 +243,7 @@ pub trait Driver: Sized + 'static {
     /// context under the virtio core's configuration lock: it must not sleep (see
     /// [`Device::status`] for which transports allow reading the status here; nor wait on a
     /// [`Guard`](super::Guard) it takes), and should hand lasting work to a work item. What it
-    /// completes under that lock (such as bios it fails) must not need the lock again.
+    /// completes under that lock (such as I/O it fails) must not need the lock again.
     fn config_changed<'bound>(vdev: &'bound Device<device::Bound>, this: Pin<&Self::Data<'bound>>) {
         let _ = (vdev, this);
         build_error!(VTABLE_DEFAULT_ERROR)

@@ -68,7 +68,7 @@ impl<H: Handler> Virtqueues<H> {
         }
 
         // 2. The device lets go of every buffer; its callbacks are done and no more will run.
-        // SAFETY: `vdev` is a valid virtio device whose driver is unbinding or freezing.
+        // SAFETY: `vdev` is a valid virtio device being unbound, frozen or recovered.
         unsafe { bindings::virtio_reset_device(vdev) };
 
         // 3. Every request comes back to the driver, used or not.
@@ -293,9 +293,9 @@ impl<'a> Device<Core<'a>> {
 ///
 /// # Safety
 ///
-/// `vdev` must have no queues, its features must be final, and its driver must be probing or
-/// restoring it (the device lock held), with `vdev->priv` pointing to the `Virtqueues<H>` the
-/// queues will belong to.
+/// `vdev` must have no queues, its features must be final, and its driver must be probing,
+/// restoring or recovering it (the device lock held), with `vdev->priv` pointing to the
+/// `Virtqueues<H>` the queues will belong to.
 unsafe fn find_raw<H: Handler>(
     vdev: &Device,
     names: &[&'static CStr],

@@ -100,7 +100,7 @@ impl<'a, H: Handler> Locked<'a, H> {
     /// Returns whether the queues run.
     ///
     /// They do not run yet inside [`Device::find_vqs`], nor while the device sleeps (from
-    /// freeze to restore), and never again once stopped at unbind.
+    /// freeze to restore) or recovers, and never again once stopped at unbind.
     pub fn is_live(&self) -> bool {
         !self.guard.queues.vqs.is_empty()
     }
@@ -155,7 +155,7 @@ impl<'a, H: Handler> Locked<'a, H> {
     /// mutex).
     ///
     /// Live queues mean the driver is still bound, so the transport is still mapped. While the
-    /// bus stops them (unbind, freeze) it resets the device, whose status then reads 0.
+    /// bus stops them (unbind, freeze, recovery) it resets the device, whose status then reads 0.
     pub fn status(&self) -> Option<Status> {
         if self.guard.queues.stopping || !self.is_live() {
             return None;

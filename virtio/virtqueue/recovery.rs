@@ -12,7 +12,7 @@
 //! held:
 //! 1. it writes back the PCI function's configuration (BARs, command register, MSI-X), as saved
 //!    when the queues were found; a copy taken now could already be lost;
-//! 2. it quiesces the queues as at freeze, without a grace period: every request comes back
+//! 2. it quiesces the queues as at unbind, without a grace period: every request comes back
 //!    through [`Handler::reclaim`] (one the device still held keeps its buffers out of the
 //!    allocator, as the host may still complete it), then the handler sees
 //!    [`Handler::reset`];
