@@ -91,8 +91,7 @@ pub struct ShmRegion {
 impl Device<Bound> {
     /// Returns the configuration generation, 0 if the transport has none.
     fn generation(&self) -> u32 {
-        // SAFETY: A bound device has valid configuration operations.
-        let ops = unsafe { &*(*self.as_raw()).config };
+        let ops = self.ops();
         match ops.generation {
             // SAFETY: `self` is a valid virtio device and `generation` one of its operations.
             Some(generation) => unsafe { generation(self.as_raw()) },
@@ -128,8 +127,7 @@ impl Device<Bound> {
         &self,
         mut f: impl FnMut(&ConfigReader<'_, C>) -> Result<R>,
     ) -> Result<R> {
-        // SAFETY: A bound device has valid configuration operations.
-        let ops = unsafe { &*(*self.as_raw()).config };
+        let ops = self.ops();
         let reader = ConfigReader {
             dev: self,
             get: ops.get.ok_or(ENODEV)?,
